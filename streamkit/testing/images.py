@@ -1,0 +1,135 @@
+"""Container images of the test kit: use local, else pull official, else build.
+
+The official images (``apache/kafka``, Apicurio Registry) are used where they can be
+pulled. Machines without access to an image registry build equivalent images from
+Maven Central jars on a Debian Java 17 base (see ``images/README.md``); the build is
+cached, so a second run only inspects the images.
+
+Environment variables:
+    STREAMKIT_TEST_KAFKA_IMAGE: Kafka image to use as is (no pull, no build).
+    STREAMKIT_TEST_REGISTRY_IMAGE: schema registry image to use as is; an image whose
+        name contains ``cp-schema-registry`` is driven as Confluent Schema Registry,
+        any other as Apicurio Registry.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["KAFKA", "REGISTRY", "ImageSpec", "TestKitError", "docker_client", "ensure_image"]
+
+log = logging.getLogger(__name__)
+
+IMAGES_DIR = Path(__file__).parent / "images"
+BUILD_SCRIPT = IMAGES_DIR / "build-images.sh"
+PULL_TIMEOUT_S = 60
+
+
+class TestKitError(RuntimeError):
+    """The test kit could not provide a container: the message says why and what to do."""
+
+    __test__ = False  # not a pytest test class despite its name
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """One image the test kit needs."""
+
+    kind: str
+    env_var: str
+    official: str
+    local: str
+
+
+KAFKA = ImageSpec(
+    "kafka", "STREAMKIT_TEST_KAFKA_IMAGE", "apache/kafka:4.1.1", "streamkit/kafka:4.1.1"
+)
+REGISTRY = ImageSpec(
+    "registry",
+    "STREAMKIT_TEST_REGISTRY_IMAGE",
+    "apicurio/apicurio-registry:3.3.3",
+    "streamkit/apicurio-registry:3.3.3",
+)
+
+
+def docker_client() -> Any:
+    """A docker SDK client for the local engine, or a TestKitError saying what is missing."""
+    from docker.errors import DockerException
+
+    from docker import DockerClient
+
+    try:
+        client = DockerClient.from_env(timeout=PULL_TIMEOUT_S)
+        client.ping()
+    except DockerException as exc:
+        raise TestKitError(
+            f"no Docker engine answers ({exc.__class__.__name__}). "
+            "Hint: `make test` installs and starts one on Debian (scripts/ensure-docker.sh); "
+            "elsewhere start Docker and check DOCKER_HOST."
+        ) from exc
+    return client
+
+
+def _exists(client: Any, name: str) -> bool:
+    from docker.errors import ImageNotFound
+
+    try:
+        client.images.get(name)
+    except ImageNotFound:
+        return False
+    return True
+
+
+def _pull(client: Any, name: str) -> bool:
+    from docker.errors import DockerException
+
+    repository, _, tag = name.partition(":")
+    try:
+        client.images.pull(repository, tag=tag or "latest")
+    except DockerException as exc:
+        log.info("cannot pull %s (%s); will build locally", name, exc.__class__.__name__)
+        return False
+    return True
+
+
+def _build(spec: ImageSpec) -> None:
+    log.warning("building %s locally (Maven Central jars on a Debian JRE base)", spec.local)
+    result = subprocess.run(
+        ["bash", str(BUILD_SCRIPT), spec.kind], check=False, stdout=sys.stderr, stderr=sys.stderr
+    )
+    if result.returncode != 0:
+        raise TestKitError(
+            f"building image {spec.local} failed (exit {result.returncode}); see the output "
+            f"above. Hint: set {spec.env_var} to an image you have, or run `make images`."
+        )
+
+
+def ensure_image(spec: ImageSpec) -> str:
+    """Return the name of a usable image for ``spec``, pulling or building it if needed."""
+    client = docker_client()
+    chosen = os.environ.get(spec.env_var)
+    if chosen:
+        if not _exists(client, chosen) and not _pull(client, chosen):
+            raise TestKitError(f"{spec.env_var}={chosen} is neither present nor pullable")
+        return chosen
+    for name in (spec.local, spec.official):
+        if _exists(client, name):
+            return name
+    if _pull(client, spec.official):
+        return spec.official
+    _build(spec)
+    if not _exists(client, spec.local):
+        raise TestKitError(f"the build finished but image {spec.local} is missing")
+    return spec.local
+
+
+if __name__ == "__main__":  # `python -m streamkit.testing.images`: make sure all exist
+    logging.basicConfig(level=logging.INFO)
+    for image in (KAFKA, REGISTRY):
+        print(f"{image.kind}: {ensure_image(image)}")

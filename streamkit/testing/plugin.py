@@ -1,0 +1,167 @@
+"""pytest plugin: real Kafka and a schema registry for integration tests.
+
+Installed with streamkit (entry point ``pytest11``), so any suite can ask for:
+
+``kafka_broker``
+    session-scoped running broker (:class:`KafkaEndpoint`). When
+    ``STREAMKIT_KAFKA__BOOTSTRAP_SERVERS`` is set at session start, that cluster is used
+    instead of a container.
+``schema_registry``
+    session-scoped registry (:class:`RegistryEndpoint`); ``STREAMKIT_SCHEMA_REGISTRY__URL``
+    likewise selects an existing one.
+``streamkit_settings``
+    :class:`~streamkit.settings.StreamkitSettings` pointing at both.
+``kafka_admin``
+    a ``confluent_kafka.admin.AdminClient`` for the broker.
+``topic_factory``
+    ``topic_factory(partitions=3, config=None) -> name`` creates a fresh topic.
+
+A missing Docker engine or image fails the test with the reason; it never skips.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from streamkit.settings import StreamkitSettings, load_settings
+from streamkit.testing.containers import KafkaContainer, RegistryContainer
+from streamkit.testing.images import TestKitError
+
+__all__ = [
+    "KafkaEndpoint",
+    "RegistryEndpoint",
+    "TopicFactory",
+    "kafka_admin",
+    "kafka_broker",
+    "schema_registry",
+    "streamkit_settings",
+    "topic_factory",
+]
+
+_EXISTING_KAFKA = pytest.StashKey[str | None]()
+_EXISTING_REGISTRY = pytest.StashKey[str | None]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Read before any test scrubs STREAMKIT_* variables from the environment.
+    config.stash[_EXISTING_KAFKA] = os.environ.get("STREAMKIT_KAFKA__BOOTSTRAP_SERVERS")
+    config.stash[_EXISTING_REGISTRY] = os.environ.get("STREAMKIT_SCHEMA_REGISTRY__URL")
+
+
+@dataclass(frozen=True)
+class KafkaEndpoint:
+    """A reachable Kafka cluster; ``container`` is None for an existing cluster."""
+
+    bootstrap_servers: str
+    container: KafkaContainer | None = None
+
+
+@dataclass(frozen=True)
+class RegistryEndpoint:
+    """A reachable schema registry; ``container`` is None for an existing one."""
+
+    url: str
+    container: RegistryContainer | None = None
+
+
+def _start(container_factory: Callable[[], Any]) -> Any:
+    try:
+        return container_factory().start()
+    except TestKitError as exc:
+        pytest.fail(f"streamkit test kit: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(pytestconfig: pytest.Config) -> Iterator[KafkaEndpoint]:
+    """A single-node KRaft broker on 127.0.0.1 (or the cluster named by the environment)."""
+    existing = pytestconfig.stash[_EXISTING_KAFKA]
+    if existing:
+        yield KafkaEndpoint(existing)
+        return
+    container: KafkaContainer = _start(KafkaContainer)
+    try:
+        yield KafkaEndpoint(container.bootstrap_servers, container)
+    finally:
+        container.stop()
+
+
+@pytest.fixture(scope="session")
+def schema_registry(
+    pytestconfig: pytest.Config, request: pytest.FixtureRequest
+) -> Iterator[RegistryEndpoint]:
+    """A schema registry with the Confluent REST API on 127.0.0.1."""
+    existing = pytestconfig.stash[_EXISTING_REGISTRY]
+    if existing:
+        yield RegistryEndpoint(existing)
+        return
+    kafka_bootstrap = None
+    if "cp-schema-registry" in os.environ.get("STREAMKIT_TEST_REGISTRY_IMAGE", ""):
+        # Confluent's registry keeps its schemas in a Kafka topic.
+        kafka_bootstrap = request.getfixturevalue("kafka_broker").bootstrap_servers
+    container: RegistryContainer = _start(
+        lambda: RegistryContainer(kafka_bootstrap=kafka_bootstrap)
+    )
+    try:
+        yield RegistryEndpoint(container.url, container)
+    finally:
+        container.stop()
+
+
+@pytest.fixture
+def streamkit_settings(
+    kafka_broker: KafkaEndpoint, schema_registry: RegistryEndpoint
+) -> StreamkitSettings:
+    """Settings for the test broker and registry, with a fresh consumer group id."""
+    return load_settings(
+        kafka={"bootstrap_servers": kafka_broker.bootstrap_servers, "client_id": "streamkit-test"},
+        schema_registry={"url": schema_registry.url},
+        consumer={"group_id": f"test-{uuid.uuid4().hex[:12]}"},
+    )
+
+
+@pytest.fixture(scope="session")
+def kafka_admin(kafka_broker: KafkaEndpoint) -> Any:
+    """An AdminClient connected to the test broker."""
+    from confluent_kafka.admin import AdminClient
+
+    return AdminClient({"bootstrap.servers": kafka_broker.bootstrap_servers})
+
+
+class TopicFactory:
+    """Creates uniquely named topics and waits until they exist."""
+
+    def __init__(self, admin: Any) -> None:
+        self._admin = admin
+
+    def __call__(
+        self,
+        partitions: int = 3,
+        *,
+        prefix: str = "test",
+        replication_factor: int = 1,
+        config: dict[str, str] | None = None,
+    ) -> str:
+        from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+
+        name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+        new = NewTopic(
+            name,
+            num_partitions=partitions,
+            replication_factor=replication_factor,
+            config=config or {},
+        )
+        for future in self._admin.create_topics([new], operation_timeout=30).values():
+            future.result(timeout=60)
+        return name
+
+
+@pytest.fixture
+def topic_factory(kafka_admin: Any) -> TopicFactory:
+    """``topic_factory(partitions=3)`` creates a fresh topic and returns its name."""
+    return TopicFactory(kafka_admin)
