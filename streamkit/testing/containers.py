@@ -7,6 +7,7 @@ port, so that tests never touch any address but loopback.
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import socket
 import time
@@ -30,6 +31,8 @@ __all__ = [
     "free_port",
     "new_cluster_id",
 ]
+
+log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT_S = 120.0

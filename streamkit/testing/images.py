@@ -113,6 +113,13 @@ def _build(spec: ImageSpec) -> None:
 def ensure_image(spec: ImageSpec) -> str:
     """Return the name of a usable image for ``spec``, pulling or building it if needed."""
     client = docker_client()
+    try:
+        return _ensure(client, spec)
+    finally:
+        client.close()
+
+
+def _ensure(client: Any, spec: ImageSpec) -> str:
     chosen = os.environ.get(spec.env_var)
     if chosen:
         if not _exists(client, chosen) and not _pull(client, chosen):

@@ -32,6 +32,7 @@ import pytest
 from streamkit.settings import StreamkitSettings, load_settings
 from streamkit.testing.containers import KafkaContainer, RegistryContainer
 from streamkit.testing.images import TestKitError
+from streamkit.testing.redis import redis_server
 
 __all__ = [
     "KafkaEndpoint",
@@ -39,6 +40,7 @@ __all__ = [
     "TopicFactory",
     "kafka_admin",
     "kafka_broker",
+    "redis_server",
     "schema_registry",
     "streamkit_settings",
     "topic_factory",

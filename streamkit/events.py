@@ -1,0 +1,268 @@
+"""The event envelope and how it travels.
+
+An event has an ``id`` (UUID), a ``timestamp`` (epoch milliseconds), a ``type`` and a
+``payload``. On the wire the value is Avro in the Confluent format (magic byte 0, the
+4-byte big-endian schema id, the Avro body), so any Confluent-compatible client reads
+it. When the value schema is an *envelope* (a record with the fields ``id``,
+``timestamp``, ``type`` and ``payload``) the whole envelope is the value; otherwise the
+payload alone is. Either way id, type and timestamp also travel as headers
+(``event-id``, ``event-type``, ``event-time``), so that deduplication never has to
+decode the value.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from fastavro import schemaless_reader, schemaless_writer
+
+from streamkit.errors import DeserializationError, SerializationError, StreamkitError
+from streamkit.schemas import AvroSchema, validate_record
+
+__all__ = [
+    "ENVELOPE_FIELDS",
+    "HEADER_EVENT_ID",
+    "HEADER_EVENT_TIME",
+    "HEADER_EVENT_TYPE",
+    "Event",
+    "EventDecoder",
+    "EventEncoder",
+    "WriterSchemaSource",
+    "frame",
+    "header_value",
+    "unframe",
+]
+
+HEADER_EVENT_ID = "event-id"
+HEADER_EVENT_TYPE = "event-type"
+HEADER_EVENT_TIME = "event-time"
+ENVELOPE_FIELDS = frozenset({"id", "timestamp", "type", "payload"})
+MAGIC_BYTE = 0
+_HEADER = struct.Struct(">bI")
+
+Headers = list[tuple[str, bytes]]
+
+
+@dataclass(slots=True)
+class Event:
+    """One event, as produced or as consumed.
+
+    Consumed events also carry where they came from (``topic``, ``partition``,
+    ``offset``), their ``key``, raw ``headers`` and the writer ``schema_id``.
+    """
+
+    payload: Any
+    type: str
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    timestamp: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
+    key: bytes | None = None
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    headers: Headers = field(default_factory=list)
+    schema_id: int | None = None
+
+    @property
+    def time(self) -> datetime:
+        """The timestamp as an aware UTC datetime."""
+        return datetime.fromtimestamp(self.timestamp / 1000, tz=UTC)
+
+
+def frame(schema_id: int, body: bytes) -> bytes:
+    """Prefix an Avro body with the Confluent wire-format header."""
+    return _HEADER.pack(MAGIC_BYTE, schema_id) + body
+
+
+def unframe(value: bytes | None) -> tuple[int, memoryview]:
+    """Split a Confluent wire-format value into (schema id, Avro body).
+
+    Raises:
+        DeserializationError: the value is empty, too short or has no magic byte.
+    """
+    if value is None:
+        raise DeserializationError("value is empty (tombstone): no Avro record to decode")
+    if len(value) < _HEADER.size or value[0] != MAGIC_BYTE:
+        head = bytes(value[:8]).hex()
+        raise DeserializationError(
+            f"value is not in the Confluent wire format (starts with 0x{head}, expected magic "
+            "byte 0x00 and a 4-byte schema id); it was not written by an Avro serializer"
+        )
+    _, schema_id = _HEADER.unpack_from(value)
+    return schema_id, memoryview(value)[_HEADER.size :]
+
+
+def header_value(headers: Sequence[tuple[str, bytes | None]] | None, name: str) -> bytes | None:
+    """The last value of header ``name`` (headers may repeat), or None."""
+    found = None
+    for key, value in headers or ():
+        if key == name:
+            found = value
+    return found
+
+
+class EventEncoder:
+    """Validates and encodes events for one value schema (parsed once, id cached)."""
+
+    __slots__ = ("_prefix", "envelope", "schema", "schema_id")
+
+    def __init__(self, schema: AvroSchema, schema_id: int) -> None:
+        self.schema = schema
+        self.schema_id = schema_id
+        self.envelope = schema.field_names >= ENVELOPE_FIELDS
+        self._prefix = frame(schema_id, b"")
+
+    def __repr__(self) -> str:
+        return f"EventEncoder(schema={self.schema.name!r}, schema_id={self.schema_id})"
+
+    def record(self, event: Event) -> Any:
+        """The Avro record written for ``event``."""
+        if not self.envelope:
+            return event.payload
+        return {
+            "id": event.id,
+            "timestamp": event.timestamp,
+            "type": event.type,
+            "payload": event.payload,
+        }
+
+    def encode(self, event: Event) -> bytes:
+        """Validate ``event`` and return its framed Avro value.
+
+        Raises:
+            SchemaValidationError: the record breaks the schema (field path named).
+            SerializationError: fastavro could not encode a record that validated.
+        """
+        record = self.record(event)
+        validate_record(self.schema, record)
+        buffer = io.BytesIO()
+        buffer.write(self._prefix)
+        try:
+            schemaless_writer(buffer, self.schema.parsed, record)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise SerializationError(f"cannot encode {self.schema.name}: {exc}") from exc
+        return buffer.getvalue()
+
+    @staticmethod
+    def headers(event: Event) -> Headers:
+        """The envelope headers of ``event``, followed by its own."""
+        return [
+            (HEADER_EVENT_ID, event.id.encode()),
+            (HEADER_EVENT_TYPE, event.type.encode()),
+            (HEADER_EVENT_TIME, str(event.timestamp).encode()),
+            *event.headers,
+        ]
+
+
+class WriterSchemaSource(Protocol):
+    """Anything that resolves a schema id to its writer schema (the registry)."""
+
+    def schema_by_id(self, schema_id: int) -> AvroSchema:
+        """The writer schema registered under ``schema_id``."""
+        ...
+
+
+def _epoch_ms(value: Any) -> int:
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1000)
+    return int(value)
+
+
+class EventDecoder:
+    """Decodes Confluent wire-format Avro values into :class:`Event` objects.
+
+    Args:
+        schemas: resolves writer schema ids (fetched once each, then cached).
+        reader_schemas: optional reader schema per topic, for schema evolution.
+    """
+
+    def __init__(
+        self, schemas: WriterSchemaSource, reader_schemas: Mapping[str, AvroSchema] | None = None
+    ) -> None:
+        self._schemas = schemas
+        self._readers = dict(reader_schemas or {})
+
+    def decode(
+        self,
+        value: bytes | None,
+        *,
+        topic: str,
+        partition: int | None = None,
+        offset: int | None = None,
+        key: bytes | None = None,
+        headers: Headers | None = None,
+    ) -> Event:
+        """Decode one message value.
+
+        Raises:
+            DeserializationError: not wire format, unknown schema id, or a body that
+                does not match its writer schema; topic/partition/offset are attached.
+        """
+        try:
+            schema_id, body = unframe(value)
+            writer = self._schemas.schema_by_id(schema_id)
+            reader = self._readers.get(topic)
+            record = schemaless_reader(
+                io.BytesIO(body), writer.parsed, reader.parsed if reader else None
+            )
+        except DeserializationError as exc:
+            raise DeserializationError(
+                str(exc), topic=topic, partition=partition, offset=offset
+            ) from exc
+        except StreamkitError as exc:
+            raise DeserializationError(
+                f"cannot resolve writer schema: {exc}",
+                topic=topic,
+                partition=partition,
+                offset=offset,
+            ) from exc
+        except Exception as exc:  # fastavro raises EOFError, ValueError, IndexError, ...
+            raise DeserializationError(
+                f"Avro body does not match writer schema: {type(exc).__name__}: {exc}",
+                topic=topic,
+                partition=partition,
+                offset=offset,
+            ) from exc
+        return self._event(record, writer, schema_id, topic, partition, offset, key, headers)
+
+    @staticmethod
+    def _event(
+        record: Any,
+        writer: AvroSchema,
+        schema_id: int,
+        topic: str,
+        partition: int | None,
+        offset: int | None,
+        key: bytes | None,
+        headers: Headers | None,
+    ) -> Event:
+        header_id = header_value(headers, HEADER_EVENT_ID)
+        header_type = header_value(headers, HEADER_EVENT_TYPE)
+        header_time = header_value(headers, HEADER_EVENT_TIME)
+        envelope = isinstance(record, dict) and record.keys() >= ENVELOPE_FIELDS
+        if envelope:
+            event_id, event_type = str(record["id"]), str(record["type"])
+            timestamp, payload = _epoch_ms(record["timestamp"]), record["payload"]
+        else:
+            event_id = header_id.decode() if header_id else f"{topic}-{partition}-{offset}"
+            event_type = header_type.decode() if header_type else writer.name
+            timestamp = int(header_time) if header_time else 0
+            payload = record
+        return Event(
+            payload=payload,
+            type=event_type,
+            id=event_id,
+            timestamp=timestamp,
+            key=key,
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            headers=list(headers or ()),
+            schema_id=schema_id,
+        )
