@@ -106,6 +106,8 @@ class RedisServer:
             last_error = self._try_start(executable, _free_port())
             if not last_error:
                 return self
+            if "Address already in use" not in last_error:
+                break  # only a lost port race is worth another attempt
         self.stop()
         raise TestKitError(last_error)
 
@@ -130,14 +132,16 @@ class RedisServer:
         deadline = time.monotonic() + _START_TIMEOUT_S
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
-                return self._failure(f"exited with code {process.returncode}", log, stderr)
+                _, stderr = process.communicate()  # also closes the pipe
+                return self._failure(
+                    f"exited with code {process.returncode}", log, stderr.decode(errors="replace")
+                )
             if _ping(port):
                 self._process, self.port = process, port
                 return ""
             time.sleep(0.02)
         process.terminate()
-        process.wait(_STOP_TIMEOUT_S)
+        process.communicate(timeout=_STOP_TIMEOUT_S)
         return self._failure(f"did not answer PING within {_START_TIMEOUT_S:.0f} s", log, "")
 
     def _failure(self, what: str, log: Path, stderr: str) -> str:

@@ -1,0 +1,39 @@
+"""Deduplication stores that make consumers idempotent.
+
+See :mod:`streamkit.dedup.base` for the claim → complete / release protocol and
+:func:`open_store` for the URL schemes (``memory://``, ``sqlite:///``, ``redis://``).
+The redis backend imports the optional ``redis`` package only when opened.
+"""
+
+from streamkit.dedup.base import (
+    DEFAULT_CLAIM_TTL_S,
+    DEFAULT_TTL_S,
+    ClaimResult,
+    DedupStore,
+    claim_one,
+    complete_one,
+    mask_url,
+    open_store,
+    open_store_from_settings,
+    release_one,
+)
+from streamkit.dedup.memory import MemoryDedupStore
+from streamkit.dedup.redis import RedisDedupStore
+from streamkit.dedup.sqlite import SqliteDedupStore, exactly_once
+
+__all__ = [
+    "DEFAULT_CLAIM_TTL_S",
+    "DEFAULT_TTL_S",
+    "ClaimResult",
+    "DedupStore",
+    "MemoryDedupStore",
+    "RedisDedupStore",
+    "SqliteDedupStore",
+    "claim_one",
+    "complete_one",
+    "exactly_once",
+    "mask_url",
+    "open_store",
+    "open_store_from_settings",
+    "release_one",
+]

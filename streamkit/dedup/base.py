@@ -1,0 +1,336 @@
+"""The deduplication store protocol, claim results, and the URL factory.
+
+A consumer makes its handler idempotent with three calls per batch of event ids:
+
+1. :meth:`DedupStore.claim` — for each id, :attr:`ClaimResult.CLAIMED` (process it),
+   :attr:`ClaimResult.DUPLICATE` (done before: skip it) or
+   :attr:`ClaimResult.IN_PROGRESS` (someone holds it: retry later).
+2. :meth:`DedupStore.complete` — after the handler succeeded: remember the ids as done
+   for ``ttl_s`` seconds (retention).
+3. :meth:`DedupStore.release` — after the handler failed: drop the claims so that a
+   retry can claim the ids again at once.
+
+Claims expire after ``claim_ttl_s`` seconds, so an event whose consumer crashed between
+claim and complete is retried, never lost. Owner rules, common to every backend:
+
+- A claim belongs to the store instance that made it (its ``owner``, a uuid4 hex by
+  default). Claims are not re-entrant: claiming a key this owner already holds, or the
+  same key twice in one batch, answers ``IN_PROGRESS`` after the first ``CLAIMED``.
+- ``release`` drops only claims this owner holds, so a zombie consumer whose claim
+  expired and was taken over cannot release the new owner's claim.
+- ``complete`` marks a key done unless *another* owner holds a live claim on it (that
+  owner is processing the event and will complete or release it itself). A stale owner
+  whose expired claim nobody took over still marks the key done: the work did happen,
+  and recording it avoids a second effect. Completing a key nobody claimed marks it
+  done too (useful to seed a store).
+
+Backends are chosen by URL with :func:`open_store`::
+
+    memory://?max_entries=100000      bounded LRU + TTL, one process
+    sqlite:///var/lib/app/dedup.db    one file, several processes on one host
+    redis://:password@host:6379/0     shared by every member of a consumer group
+
+Every URL accepts ``ttl=S`` and ``claim_ttl=S`` (seconds), which override the keyword
+arguments.
+
+A store is one namespace of ids. Consumer groups that must each process an event
+need their own (a Redis ``?prefix=`` or an SQLite file per group); sharing one would
+make the second group skip events the first has done.
+
+Backend failures raise :class:`~streamkit.errors.DedupStoreError`, whose message
+never contains a password.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Protocol, Self, runtime_checkable
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
+
+from streamkit.clientconfig import MASK, is_secret_key
+from streamkit.errors import DedupStoreError
+
+if TYPE_CHECKING:
+    from streamkit.settings import DedupSettings
+
+__all__ = [
+    "DEFAULT_CLAIM_TTL_S",
+    "DEFAULT_TTL_S",
+    "ClaimResult",
+    "DedupStore",
+    "claim_one",
+    "complete_one",
+    "mask_url",
+    "open_store",
+    "open_store_from_settings",
+    "release_one",
+]
+
+# Same defaults as streamkit.settings.DedupSettings (checked by a unit test).
+DEFAULT_CLAIM_TTL_S = 60.0
+DEFAULT_TTL_S = 7 * 24 * 3600.0
+
+SCHEMES = ("memory", "sqlite", "redis", "rediss")
+
+
+class ClaimResult(enum.Enum):
+    """What :meth:`DedupStore.claim` answered for one key."""
+
+    CLAIMED = "claimed"
+    """This owner holds the key now and must complete or release it."""
+    DUPLICATE = "duplicate"
+    """The key was completed before (within retention): skip the event."""
+    IN_PROGRESS = "in_progress"
+    """Another claim on the key is live: do not process now, retry later."""
+
+
+@runtime_checkable
+class DedupStore(Protocol):
+    """A store of claimed and completed event ids; every operation takes a batch.
+
+    Implementations are thread-safe. Results of :meth:`claim` are in the order of
+    ``keys``. Empty batches are allowed and cost nothing. Each instance claims under
+    its own owner id (the built-in stores expose it as ``owner``).
+    """
+
+    def claim(self, keys: Sequence[str]) -> list[ClaimResult]:
+        """Try to claim each key for ``claim_ttl_s`` seconds, atomically per key.
+
+        Raises:
+            DedupStoreError: the backend failed; no result is known.
+        """
+        ...
+
+    def complete(self, keys: Sequence[str]) -> None:
+        """Mark keys done for ``ttl_s`` seconds (unless another owner holds a live claim)."""
+        ...
+
+    def release(self, keys: Sequence[str]) -> None:
+        """Drop this owner's claims on keys; other owners' claims and done marks stay."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; further calls raise :class:`DedupStoreError`."""
+        ...
+
+
+def claim_one(store: DedupStore, key: str) -> ClaimResult:
+    """Claim a single key: ``store.claim([key])[0]``."""
+    return store.claim([key])[0]
+
+
+def complete_one(store: DedupStore, key: str) -> None:
+    """Complete a single key: ``store.complete([key])``."""
+    store.complete([key])
+
+
+def release_one(store: DedupStore, key: str) -> None:
+    """Release a single key: ``store.release([key])``."""
+    store.release([key])
+
+
+def check_ttl(name: str, value: float) -> float:
+    """Validate a TTL in seconds (positive and finite)."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not (number and math.isfinite(value) and value > 0):
+        raise DedupStoreError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+class StoreBase:
+    """Shared plumbing of the built-in stores (package-internal).
+
+    Owner id, validated TTLs, closing, and use as a context manager.
+    """
+
+    def __init__(self, *, claim_ttl_s: float, ttl_s: float, owner: str | None) -> None:
+        self.claim_ttl_s = check_ttl("claim_ttl_s", claim_ttl_s)
+        self.ttl_s = check_ttl("ttl_s", ttl_s)
+        if owner is not None and not owner:
+            raise DedupStoreError("owner must be a non-empty string")
+        self._owner = owner or uuid.uuid4().hex
+        self._closed = False
+
+    @property
+    def owner(self) -> str:
+        """The id under which this instance claims keys."""
+        return self._owner
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise DedupStoreError(f"{self!r} is closed (hint: open a new store with open_store())")
+
+    def close(self) -> None:
+        """Mark the store closed; subclasses release their resources too."""
+        self._closed = True
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password (and any secret-looking query value) masked."""
+    try:
+        parts = urlsplit(url)
+        # Edit the text in place: urlunsplit would turn sqlite:///x into sqlite:/x.
+        head, sep, query = url.partition("?")
+        if parts.password is not None:
+            user = parts.netloc.rpartition("@")[0].partition(":")[0]
+            hostport = parts.netloc.rpartition("@")[2]
+            head = head.replace(parts.netloc, f"{user}:{MASK}@{hostport}", 1)
+        if query:
+            pairs = parse_qsl(query, keep_blank_values=True)
+            if any(is_secret_key(name) for name, _ in pairs):
+                masked = [(k, MASK if is_secret_key(k) else v) for k, v in pairs]
+                query = urlencode(masked, safe="*/:")
+        return head + sep + query
+    except ValueError:
+        return "<unparseable URL>"
+
+
+@dataclass
+class StoreURL:
+    """A parsed store URL; backends pop the query parameters they understand."""
+
+    raw: str
+    parts: SplitResult
+    params: dict[str, str]
+    claim_ttl_s: float
+    ttl_s: float
+    masked: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.masked = mask_url(self.raw)
+
+    def error(self, message: str, hint: str) -> DedupStoreError:
+        """A :class:`DedupStoreError` about this URL (masked) with a hint."""
+        return DedupStoreError(f"dedup store URL {self.masked!r}: {message} (hint: {hint})")
+
+    def pop_float(self, name: str, default: float) -> float:
+        """Pop a positive float query parameter."""
+        raw = self.params.pop(name, None)
+        if raw is None:
+            return default
+        try:
+            return check_ttl(name, float(raw))
+        except (ValueError, DedupStoreError):
+            raise self.error(
+                f"query parameter {name}={raw!r} is not a positive number",
+                f"write {name} in seconds, e.g. {name}=60",
+            ) from None
+
+    def pop_int(self, name: str, default: int) -> int:
+        """Pop a positive integer query parameter."""
+        raw = self.params.pop(name, None)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            value = 0
+        if value <= 0:
+            raise self.error(
+                f"query parameter {name}={raw!r} is not a positive integer",
+                f"e.g. {name}=100000",
+            )
+        return value
+
+    def reject_unknown(self, known: str) -> None:
+        """Fail on query parameters no one popped, naming the ones this backend knows."""
+        if self.params:
+            names = ", ".join(sorted(self.params))
+            raise self.error(f"unknown query parameter(s): {names}", f"known here: {known}")
+
+
+def parse_store_url(url: str, *, claim_ttl_s: float, ttl_s: float) -> StoreURL:
+    """Split a store URL and apply its ``ttl`` / ``claim_ttl`` overrides."""
+    try:
+        parts = urlsplit(url)
+        params = dict(parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False))
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError as exc:
+        raise DedupStoreError(
+            f"dedup store URL {mask_url(url)!r} cannot be parsed: {exc} "
+            "(hint: use memory://, sqlite:///abs/path.db or redis://host:port/db)"
+        ) from None
+    parsed = StoreURL(
+        url,
+        parts,
+        params,
+        claim_ttl_s=check_ttl("claim_ttl_s", claim_ttl_s),
+        ttl_s=check_ttl("ttl_s", ttl_s),
+    )
+    parsed.ttl_s = parsed.pop_float("ttl", parsed.ttl_s)
+    parsed.claim_ttl_s = parsed.pop_float("claim_ttl", parsed.claim_ttl_s)
+    return parsed
+
+
+def open_store(
+    url: str,
+    *,
+    claim_ttl_s: float = DEFAULT_CLAIM_TTL_S,
+    ttl_s: float = DEFAULT_TTL_S,
+    owner: str | None = None,
+) -> DedupStore:
+    """Open the deduplication store a URL names.
+
+    Args:
+        url: ``memory://?max_entries=N``, ``sqlite:///abs/path.db``,
+            ``redis://[:password@]host:port/db`` or ``rediss://...``; each accepts
+            ``ttl=S`` and ``claim_ttl=S`` query parameters, which win over the keywords.
+        claim_ttl_s: seconds after which an uncompleted claim expires.
+        ttl_s: seconds a completed key is remembered.
+        owner: id of this instance's claims; a fresh uuid4 hex when None.
+
+    Raises:
+        DedupStoreError: unknown scheme, bad parameter, unreachable backend, or a
+            missing optional dependency; the message never shows a password.
+    """
+    parsed = parse_store_url(url, claim_ttl_s=claim_ttl_s, ttl_s=ttl_s)
+    scheme = parsed.parts.scheme.lower()
+    # Backends import lazily: redis is optional and sqlite/memory need not load it.
+    if scheme == "memory":
+        from streamkit.dedup.memory import MemoryDedupStore
+
+        return MemoryDedupStore.from_url(parsed, owner=owner)
+    if scheme == "sqlite":
+        from streamkit.dedup.sqlite import SqliteDedupStore
+
+        return SqliteDedupStore.from_url(parsed, owner=owner)
+    if scheme in ("redis", "rediss"):
+        from streamkit.dedup.redis import RedisDedupStore
+
+        return RedisDedupStore.from_url(parsed, owner=owner)
+    raise parsed.error(
+        f"unknown scheme {scheme!r}",
+        "use memory://, sqlite:///abs/path.db, redis://host:port/db or rediss://",
+    )
+
+
+def open_store_from_settings(
+    settings: DedupSettings, *, owner: str | None = None
+) -> DedupStore | None:
+    """Open the store ``STREAMKIT_DEDUP__*`` settings describe; None when no URL is set."""
+    if settings.url is None:
+        return None
+    return open_store(
+        settings.url, claim_ttl_s=settings.claim_ttl_s, ttl_s=settings.ttl_s, owner=owner
+    )

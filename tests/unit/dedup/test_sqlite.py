@@ -1,0 +1,229 @@
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from streamkit.dedup import ClaimResult, SqliteDedupStore, exactly_once, open_store
+from streamkit.dedup.sqlite import TABLE
+from streamkit.errors import DedupStoreError
+from tests.unit.dedup.conftest import FakeClock
+
+CLAIMED, DUPLICATE, IN_PROGRESS = (
+    ClaimResult.CLAIMED,
+    ClaimResult.DUPLICATE,
+    ClaimResult.IN_PROGRESS,
+)
+
+
+def _rows(path: Path) -> int:
+    with sqlite3.connect(path) as conn:
+        count: int = conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0]  # noqa: S608
+    return count
+
+
+@pytest.fixture
+def other(db_path: Path, clock: FakeClock) -> Iterator[SqliteDedupStore]:
+    store = SqliteDedupStore(db_path, claim_ttl_s=10, ttl_s=100, owner="b", clock=clock)
+    yield store
+    store.close()
+
+
+def test_opens_in_wal_mode_with_a_busy_timeout(sqlite_store: SqliteDedupStore) -> None:
+    conn = sqlite_store._conn
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_url_options(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/u.db?busy_timeout=0.25&synchronous=normal&ttl=9"
+    with closing(open_store(url)) as store:
+        assert isinstance(store, SqliteDedupStore)
+        assert (store.busy_timeout_s, store.ttl_s) == (0.25, 9.0)
+        assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        assert store._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 250
+
+
+def test_claim_and_retention_expire_by_the_clock(
+    sqlite_store: SqliteDedupStore, other: SqliteDedupStore, clock: FakeClock
+) -> None:
+    assert sqlite_store.claim(["k", "j"]) == [CLAIMED, CLAIMED]
+    clock.advance(9.9)
+    assert other.claim(["k"]) == [IN_PROGRESS]
+    sqlite_store.complete(["j"])
+    clock.advance(0.1)
+    assert other.claim(["k", "j"]) == [CLAIMED, DUPLICATE]
+    clock.advance(100)
+    assert other.claim(["j"]) == [CLAIMED]
+
+
+def test_stale_owner_completes_only_if_nobody_took_over(
+    sqlite_store: SqliteDedupStore, other: SqliteDedupStore, clock: FakeClock
+) -> None:
+    sqlite_store.claim(["taken", "untaken"])
+    clock.advance(11)
+    assert other.claim(["taken"]) == [CLAIMED]
+    sqlite_store.complete(["taken", "untaken"])
+    sqlite_store.release(["taken"])
+    assert other.claim(["untaken"]) == [DUPLICATE]
+    other.complete(["taken"])
+    assert sqlite_store.claim(["taken"]) == [DUPLICATE]
+
+
+def test_marks_survive_reopening(
+    db_path: Path, sqlite_store: SqliteDedupStore, clock: FakeClock
+) -> None:
+    sqlite_store.claim(["k"])
+    sqlite_store.complete(["k"])
+    sqlite_store.close()
+    with SqliteDedupStore(db_path, clock=clock) as reopened:
+        assert reopened.claim(["k"]) == [DUPLICATE]
+
+
+def test_expired_rows_are_purged_in_bounded_batches(db_path: Path, clock: FakeClock) -> None:
+    store = SqliteDedupStore(
+        db_path, claim_ttl_s=1, ttl_s=1, clock=clock, purge_interval_s=60, purge_batch=10
+    )
+    store.complete([f"old-{i}" for i in range(25)])
+    clock.advance(2)
+    store.claim(["a"])  # first claim purges one batch
+    assert _rows(db_path) == 16
+    store.claim(["b"])  # the batch was full: purge again
+    assert _rows(db_path) == 7
+    store.claim(["c"])  # 5 old rows left, and "a" expired
+    assert _rows(db_path) == 3
+    store.claim(["d"])  # fewer than a batch last time: wait purge_interval_s
+    assert _rows(db_path) == 4
+    clock.advance(60)
+    store.claim(["e"])
+    assert _rows(db_path) == 1
+    store.close()
+
+
+def test_large_batches(sqlite_store: SqliteDedupStore, other: SqliteDedupStore) -> None:
+    keys = [f"id-{i}" for i in range(5000)]
+    assert sqlite_store.claim(keys) == [CLAIMED] * 5000
+    sqlite_store.complete(keys[:2500])
+    assert other.claim(keys) == [DUPLICATE] * 2500 + [IN_PROGRESS] * 2500
+
+
+def test_a_held_write_lock_times_out_with_a_hint(db_path: Path) -> None:
+    store = SqliteDedupStore(db_path, busy_timeout_s=0.1)
+    blocker = sqlite3.connect(db_path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(DedupStoreError, match=r"locked.*hint: .*busy_timeout") as info:
+            store.claim(["k"])
+        assert isinstance(info.value.__cause__, sqlite3.OperationalError)
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert store.claim(["k"]) == [CLAIMED]  # no transaction was left open
+    store.close()
+
+
+def test_a_file_that_is_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(DedupStoreError, match=r"not a database.*hint"):
+        SqliteDedupStore(path)
+
+
+def test_relative_paths_are_refused() -> None:
+    with pytest.raises(DedupStoreError, match="absolute"):
+        SqliteDedupStore("relative.db")
+
+
+# exactly once ---------------------------------------------------------------------
+
+
+def _orders(conn: sqlite3.Connection) -> list[tuple[str, int]]:
+    return conn.execute("SELECT id, total FROM orders ORDER BY id").fetchall()
+
+
+@pytest.fixture
+def app_db(sqlite_store: SqliteDedupStore) -> SqliteDedupStore:
+    sqlite_store._conn.execute("CREATE TABLE orders (id TEXT PRIMARY KEY, total INTEGER)")
+    return sqlite_store
+
+
+def test_transaction_commits_the_effect_and_the_mark_together(app_db: SqliteDedupStore) -> None:
+    for _ in range(2):  # the redelivery is skipped
+        with app_db.transaction("e1") as conn:
+            if conn is not None:
+                conn.execute("INSERT INTO orders VALUES ('e1', 10)")
+    assert _orders(app_db._conn) == [("e1", 10)]
+    assert app_db.claim(["e1"]) == [DUPLICATE]
+
+
+def test_transaction_yields_none_for_a_done_key(app_db: SqliteDedupStore) -> None:
+    app_db.complete(["e1"])
+    with app_db.transaction("e1") as conn:
+        assert conn is None
+    assert not app_db._conn.in_transaction
+
+
+def test_a_failing_block_rolls_back_effect_and_mark(app_db: SqliteDedupStore) -> None:
+    def handler() -> None:
+        with app_db.transaction("e1") as conn:
+            assert conn is not None
+            conn.execute("INSERT INTO orders VALUES ('e1', 10)")
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        handler()
+    assert _orders(app_db._conn) == []
+    assert app_db.claim(["e1"]) == [CLAIMED]  # not marked: the retry will process it
+
+
+def test_retention_expiry_lets_the_key_through_again(
+    app_db: SqliteDedupStore, clock: FakeClock
+) -> None:
+    with app_db.transaction("e1") as conn:
+        assert conn is not None
+    clock.advance(101)
+    with app_db.transaction("e1") as conn:
+        assert conn is not None
+
+
+def test_the_block_must_not_end_the_transaction(app_db: SqliteDedupStore) -> None:
+    def handler() -> None:
+        with app_db.transaction("e1") as conn:
+            assert conn is not None
+            conn.rollback()
+
+    with pytest.raises(DedupStoreError, match="ended the transaction itself"):
+        handler()
+    assert app_db.claim(["e1"]) == [CLAIMED]  # no mark for an effect that may be gone
+
+
+def test_store_calls_inside_the_block_fail_instead_of_deadlocking(
+    app_db: SqliteDedupStore,
+) -> None:
+    with app_db.transaction("e1") as conn:
+        assert conn is not None
+        with pytest.raises(DedupStoreError, match="already inside a transaction"):
+            app_db.claim(["x"])
+
+
+def test_exactly_once_on_an_application_connection(tmp_path: Path, clock: FakeClock) -> None:
+    conn = sqlite3.connect(tmp_path / "app.db")  # default isolation level
+    conn.execute("CREATE TABLE orders (id TEXT PRIMARY KEY, total INTEGER)")
+    conn.commit()
+    for total in (10, 20):
+        with exactly_once(conn, "e1", ttl_s=5, clock=clock) as tx:
+            if tx is not None:
+                tx.execute("INSERT INTO orders VALUES ('e1', ?)", (total,))
+    assert _orders(conn) == [("e1", 10)]
+    # The mark lives in the same file, readable by a dedup store opened on it.
+    with SqliteDedupStore(tmp_path / "app.db", clock=clock) as store:
+        assert store.claim(["e1"]) == [DUPLICATE]
+    conn.execute("INSERT INTO orders VALUES ('open', 1)")  # implicit transaction
+    with pytest.raises(DedupStoreError, match="already inside a transaction"):  # noqa: SIM117
+        with exactly_once(conn, "e2"):
+            pass
+    conn.close()
