@@ -16,7 +16,7 @@ import io
 import struct
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -47,7 +47,9 @@ ENVELOPE_FIELDS = frozenset({"id", "timestamp", "type", "payload"})
 MAGIC_BYTE = 0
 _HEADER = struct.Struct(">bI")
 
-Headers = list[tuple[str, bytes]]
+Header = tuple[str, str | bytes | None]
+Headers = list[Header]
+RawHeaders = Headers | dict[str, str | bytes | None] | None
 
 
 @dataclass(slots=True)
@@ -98,13 +100,14 @@ def unframe(value: bytes | None) -> tuple[int, memoryview]:
     return schema_id, memoryview(value)[_HEADER.size :]
 
 
-def header_value(headers: Sequence[tuple[str, bytes | None]] | None, name: str) -> bytes | None:
+def header_value(headers: RawHeaders, name: str) -> bytes | None:
     """The last value of header ``name`` (headers may repeat), or None."""
+    items = headers.items() if isinstance(headers, dict) else headers or ()
     found = None
-    for key, value in headers or ():
+    for key, value in items:
         if key == name:
             found = value
-    return found
+    return found.encode() if isinstance(found, str) else found
 
 
 class EventEncoder:
@@ -168,6 +171,12 @@ class WriterSchemaSource(Protocol):
         ...
 
 
+def _header_list(headers: RawHeaders) -> Headers:
+    if isinstance(headers, dict):
+        return list(headers.items())
+    return list(headers or ())
+
+
 def _epoch_ms(value: Any) -> int:
     if isinstance(value, datetime):
         return int(value.timestamp() * 1000)
@@ -196,7 +205,7 @@ class EventDecoder:
         partition: int | None = None,
         offset: int | None = None,
         key: bytes | None = None,
-        headers: Headers | None = None,
+        headers: RawHeaders = None,
     ) -> Event:
         """Decode one message value.
 
@@ -240,7 +249,7 @@ class EventDecoder:
         partition: int | None,
         offset: int | None,
         key: bytes | None,
-        headers: Headers | None,
+        headers: RawHeaders,
     ) -> Event:
         header_id = header_value(headers, HEADER_EVENT_ID)
         header_type = header_value(headers, HEADER_EVENT_TYPE)
@@ -263,6 +272,6 @@ class EventDecoder:
             topic=topic,
             partition=partition,
             offset=offset,
-            headers=list(headers or ()),
+            headers=_header_list(headers),
             schema_id=schema_id,
         )

@@ -124,14 +124,15 @@ class SchemaRegistry:
             return cached
         try:
             with registry_errors("register a schema", subject=subject):
-                schema_id = int(self._client.register_schema(subject, Schema(schema.text, "AVRO")))
+                schema_id = self._client.register_schema(subject, Schema(schema.text, "AVRO"))
         except RegistryError as exc:
             if exc.http_status == _INCOMPATIBLE:
-                report = self.check(subject, schema)
+                # Confluent explains in the verbose check; Apicurio only in the 409 body.
+                cause = exc.__cause__
+                message = cause.error_message if isinstance(cause, SchemaRegistryError) else ""
+                reasons = list(self.check(subject, schema).reasons) or [message or str(exc)]
                 raise SchemaCompatibilityError(
-                    subject=subject,
-                    compatibility=self.compatibility(subject),
-                    reasons=list(report.reasons) or [str(exc)],
+                    subject=subject, compatibility=self.compatibility(subject), reasons=reasons
                 ) from exc
             raise
         self._ids[key] = schema_id
@@ -145,7 +146,9 @@ class SchemaRegistry:
         if cached is None:
             with registry_errors("look up a schema", subject=subject):
                 registered = self._client.lookup_schema(subject, Schema(schema.text, "AVRO"))
-            cached = self._ids[key] = int(registered.schema_id)
+            if registered.schema_id is None:
+                raise RegistryError(f"subject {subject!r} returned no schema id")
+            cached = self._ids[key] = registered.schema_id
             self._by_id.setdefault(cached, schema)
         return cached
 
@@ -155,6 +158,8 @@ class SchemaRegistry:
         if cached is None:
             with registry_errors(f"look up schema id {schema_id}"):
                 registered = self._client.get_schema(schema_id)
+            if registered.schema_str is None:
+                raise RegistryError(f"schema id {schema_id} has no definition in the registry")
             cached = AvroSchema.from_definition(registered.schema_str)
             self._by_id[schema_id] = cached
         return cached

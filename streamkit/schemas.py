@@ -17,12 +17,12 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from fastavro.schema import parse_schema
 
 try:  # the compiled validator, called with the schema's named types (no re-parse per record)
-    from fastavro._validation import _validate
+    from fastavro._validation import _validate  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - pure-Python fastavro
     from fastavro._validation_py import _validate
 
@@ -87,7 +87,7 @@ class AvroSchema:
         """Parse a standalone (self-contained) schema, e.g. a writer schema from the registry."""
         raw = json.loads(definition) if isinstance(definition, str) else dict(definition)
         try:
-            parsed = parse_schema(raw)
+            parsed = cast(dict[str, Any], parse_schema(raw))
         except Exception as exc:
             raise SchemaLoadError(f"invalid Avro schema: {exc}") from exc
         return cls(name=_full_name(raw, ""), definition=raw, parsed=parsed)
@@ -223,7 +223,7 @@ def load_schemas(directory: str | Path = "schemas") -> SchemaSet:
     for path, raw in raws.items():
         definition = _inline(raw, "", known, set())
         try:
-            parsed = parse_schema(definition)
+            parsed = cast(dict[str, Any], parse_schema(definition))
         except Exception as exc:  # fastavro raises UnknownType, SchemaParseException, ...
             raise SchemaLoadError(f"cannot parse schema: {exc}", path=str(path)) from exc
         name = _full_name(raw, "")

@@ -2,7 +2,7 @@
 
 The official images (``apache/kafka``, Apicurio Registry) are used where they can be
 pulled. Machines without access to an image registry build equivalent images from
-Maven Central jars on a Debian Java 17 base (see ``images/README.md``); the build is
+Maven Central jars on a Debian Java 21 base (see ``images/README.md``); the build is
 cached, so a second run only inspects the images.
 
 Environment variables:
@@ -60,9 +60,8 @@ REGISTRY = ImageSpec(
 
 def docker_client() -> Any:
     """A docker SDK client for the local engine, or a TestKitError saying what is missing."""
-    from docker.errors import DockerException
-
     from docker import DockerClient
+    from docker.errors import DockerException
 
     try:
         client = DockerClient.from_env(timeout=PULL_TIMEOUT_S)

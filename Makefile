@@ -1,0 +1,50 @@
+# streamkit developer entry points. CI runs `make test` (through .ci/run) unchanged.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: help install services images test test-unit lint format demo clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install streamkit with its dev extras
+
+services:  ## make sure a Docker engine answers and the test servers are installed
+	scripts/ensure-docker.sh
+	scripts/ensure-packages.sh
+
+images: install services  ## make sure the Kafka and registry images exist (pull, else build; cached)
+	$(PY) -m streamkit.testing.images
+
+test: install services images  ## run the whole suite against real Kafka, registry and Redis
+	$(PY) -m pytest
+
+test-unit: install  ## only the unit tests (no containers)
+	$(PY) -m pytest tests/unit
+
+lint: install  ## ruff (lint + format check) and mypy --strict on streamkit/
+	$(PY) -m ruff check streamkit tests
+	$(PY) -m ruff format --check streamkit tests
+	$(PY) -m mypy
+
+format: install  ## apply ruff's formatting and fixes
+	$(PY) -m ruff format streamkit tests
+	$(PY) -m ruff check --fix streamkit tests
+
+demo: install services images  ## the main job: streamkit demo on a throwaway local Kafka
+	$(VENV)/bin/streamkit demo
+
+clean:  ## remove the virtualenv and caches
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

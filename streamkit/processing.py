@@ -1,0 +1,122 @@
+"""What the sync and async consumers share: retry schedule, dead letters, statistics.
+
+These pieces have no I/O of their own, so :class:`~streamkit.consumer.EventConsumer`
+and :class:`~streamkit.aio.AsyncEventConsumer` apply one policy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from streamkit.events import HEADER_EVENT_ID, Headers, RawHeaders, header_value
+from streamkit.settings import ConsumerSettings
+
+__all__ = [
+    "DLQ_HEADERS",
+    "ConsumerStats",
+    "DeadLetter",
+    "KafkaMessage",
+    "backoff_delays",
+    "dead_letter",
+    "dedup_key",
+]
+
+DLQ_HEADERS = (
+    "dlq-reason",
+    "dlq-error-type",
+    "dlq-source-topic",
+    "dlq-source-partition",
+    "dlq-source-offset",
+    "dlq-attempts",
+    "dlq-consumer-group",
+    "dlq-failed-at",
+)
+_MAX_REASON = 2000
+
+
+class KafkaMessage(Protocol):
+    """The parts of ``confluent_kafka.Message`` the consumers use."""
+
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def key(self) -> bytes | None: ...
+    def value(self) -> bytes | None: ...
+    def headers(self) -> RawHeaders: ...
+
+
+@dataclass
+class ConsumerStats:
+    """Counters of one consumer run."""
+
+    consumed: int = 0
+    processed: int = 0
+    duplicates_skipped: int = 0
+    claim_conflicts: int = 0
+    retries: int = 0
+    dead_lettered: int = 0
+    rebalances: int = 0
+    commits: int = 0
+    handler_seconds: list[float] = field(default_factory=list, repr=False)
+
+
+def backoff_delays(settings: ConsumerSettings) -> Iterator[float]:
+    """Seconds to wait before each retry: exponential from retry_backoff_ms, capped."""
+    delay = settings.retry_backoff_ms / 1000
+    cap = settings.retry_backoff_max_ms / 1000
+    for _ in range(settings.max_retries):
+        yield min(delay, cap)
+        delay *= 2
+
+
+def dedup_key(message: KafkaMessage, key_fn: Callable[[Any], str] | None = None) -> str:
+    """The deduplication key of a message: ``key_fn(message)``, else its event id header.
+
+    Messages without an event id header fall back to topic/partition/offset, which
+    only catches redeliveries, not re-sends.
+    """
+    if key_fn is not None:
+        return key_fn(message)
+    event_id = header_value(message.headers(), HEADER_EVENT_ID)
+    if event_id:
+        return event_id.decode(errors="replace")
+    return f"{message.topic()}/{message.partition()}/{message.offset()}"
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message bound for the dead-letter topic: original bytes plus error headers."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+
+
+def dead_letter(
+    message: KafkaMessage,
+    error: BaseException,
+    *,
+    attempts: int,
+    group: str,
+    suffix: str,
+) -> DeadLetter:
+    """Build the dead letter of ``message``, which failed with ``error``."""
+    reason = f"{type(error).__name__}: {error}"
+    extra: Headers = [
+        ("dlq-reason", reason[:_MAX_REASON].encode()),
+        ("dlq-error-type", f"{type(error).__module__}.{type(error).__qualname__}".encode()),
+        ("dlq-source-topic", str(message.topic()).encode()),
+        ("dlq-source-partition", str(message.partition()).encode()),
+        ("dlq-source-offset", str(message.offset()).encode()),
+        ("dlq-attempts", str(attempts).encode()),
+        ("dlq-consumer-group", group.encode()),
+        ("dlq-failed-at", str(time.time_ns() // 1_000_000).encode()),
+    ]
+    raw = message.headers()
+    items = raw.items() if isinstance(raw, dict) else raw or ()
+    headers: Headers = [(k, v) for k, v in items if v is not None]
+    return DeadLetter(f"{message.topic()}{suffix}", message.key(), message.value(), headers + extra)

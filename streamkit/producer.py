@@ -1,0 +1,286 @@
+"""EventProducer: schema-enforced, idempotent producing.
+
+Each record is validated against its Avro schema before it leaves the process; the
+schema is parsed once and its registry id cached, so the per-record path is: validate,
+encode with fastavro, hand to librdkafka. A background thread serves delivery reports,
+which settle the :class:`~streamkit.delivery.DeliveryFuture` returned by :meth:`send`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from streamkit.clientconfig import client_config
+from streamkit.delivery import DeliveryFuture, DeliveryReport
+from streamkit.errors import DeliveryError, KafkaClientError, translate_kafka_error
+from streamkit.events import Event, EventEncoder, Headers
+from streamkit.registry import SchemaRegistry
+from streamkit.schemas import SchemaSet, load_schemas, subject_name
+from streamkit.settings import StreamkitSettings, load_settings
+
+__all__ = ["EventProducer"]
+
+log = logging.getLogger(__name__)
+
+_POLL_INTERVAL_S = 0.1
+_QUEUE_FULL_WAIT_S = 0.05
+Key = str | bytes | None
+
+
+def _key_bytes(key: Key) -> bytes | None:
+    return key.encode() if isinstance(key, str) else key
+
+
+class EventProducer:
+    """Produces events to Kafka with their schemas enforced.
+
+    Args:
+        settings: resolved settings (default: :func:`~streamkit.settings.load_settings`).
+        schemas: the loaded schemas or their directory (default ``schemas/``).
+        registry: the schema registry face (default: built from settings).
+        auto_register: register a topic's schema on first use (else look it up).
+        config: extra client properties set by the caller; they win over settings.
+
+    Use as a context manager, or call :meth:`close`, which waits until every record
+    handed over was acknowledged or failed.
+    """
+
+    def __init__(
+        self,
+        settings: StreamkitSettings | None = None,
+        *,
+        schemas: SchemaSet | str | Path = "schemas",
+        registry: SchemaRegistry | None = None,
+        auto_register: bool = True,
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings or load_settings()
+        self.schemas = schemas if isinstance(schemas, SchemaSet) else load_schemas(schemas)
+        self._owns_registry = registry is None
+        self.registry = registry or SchemaRegistry(self.settings)
+        self.auto_register = auto_register
+        overrides = {"error_cb": self._on_error, "logger": log, **(config or {})}
+        self._producer = Producer(client_config(self.settings, "producer", overrides=overrides))
+        self._encoders: dict[tuple[str, str | None], EventEncoder] = {}
+        self._fatal: KafkaClientError | None = None
+        self._closed = threading.Event()
+        self._transactional = self.settings.producer.transactional_id is not None
+        if self._transactional:
+            self._call("init transactions", self._producer.init_transactions, 30)
+        self._poller = threading.Thread(
+            target=self._serve_deliveries, name="streamkit-delivery", daemon=True
+        )
+        self._poller.start()
+
+    def __repr__(self) -> str:
+        return (
+            f"EventProducer(bootstrap={self.settings.kafka.bootstrap_servers!r}, "
+            f"client_id={self.settings.kafka.client_id!r})"
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def client(self) -> Producer:
+        """The underlying confluent-kafka producer."""
+        return self._producer
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            self._fatal = translate_kafka_error(error, operation="produce")
+            log.error("fatal producer error: %s", self._fatal)
+        else:
+            log.warning("producer: %s: %s", error.name(), error.str())
+
+    def _serve_deliveries(self) -> None:
+        while not self._closed.is_set():
+            self._producer.poll(_POLL_INTERVAL_S)
+
+    def encoder(self, topic: str, schema: str | None = None) -> EventEncoder:
+        """The encoder for ``topic`` (registering or looking up its schema once).
+
+        Args:
+            topic: destination topic.
+            schema: full name of the value schema; default: the schema that declares
+                ``streamkit.topic`` = ``topic``.
+        """
+        cached = self._encoders.get((topic, schema))
+        if cached is not None:
+            return cached
+        value_schema = self.schemas[schema] if schema else self.schemas.for_topic(topic)
+        strategy = self.settings.schema_registry.subject_name_strategy
+        subject = subject_name(strategy, topic, value_schema.name)
+        if self.auto_register:
+            schema_id = self.registry.register(subject, value_schema)
+        else:
+            schema_id = self.registry.lookup(subject, value_schema)
+        encoder = EventEncoder(value_schema, schema_id)
+        self._encoders[(topic, schema)] = encoder
+        return encoder
+
+    def send(
+        self,
+        topic: str,
+        payload: Any,
+        *,
+        key: Key = None,
+        event_type: str | None = None,
+        event_id: str | None = None,
+        timestamp: int | None = None,
+        headers: Headers | None = None,
+        schema: str | None = None,
+    ) -> DeliveryFuture:
+        """Validate, encode and send one event; return its delivery future.
+
+        Args:
+            topic: destination topic.
+            payload: the event payload (a dict matching the schema's payload record).
+            key: partitioning key; records with one key keep their order.
+            event_type: default: the schema's short name.
+            event_id: default: a new UUID4; re-use an id to re-send the same event.
+            timestamp: epoch milliseconds; default: now.
+            headers: extra headers, after the envelope headers.
+            schema: full name of the value schema (default: the topic's).
+
+        Raises:
+            SchemaValidationError: the record breaks its schema; nothing was sent.
+            KafkaClientError: the client cannot take the record (fatal error, too large).
+        """
+        if self._fatal is not None:
+            raise self._fatal
+        encoder = self._encoders.get((topic, schema)) or self.encoder(topic, schema)
+        event = Event(
+            payload=payload,
+            type=event_type or encoder.schema.name.rpartition(".")[2],
+            id=event_id or str(uuid.uuid4()),
+            timestamp=timestamp if timestamp is not None else time.time_ns() // 1_000_000,
+            headers=headers or [],
+        )
+        value = encoder.encode(event)
+        future = DeliveryFuture(event.id)
+        self._produce(topic, value, _key_bytes(key), encoder.headers(event), future)
+        return future
+
+    def _produce(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        headers: Headers,
+        future: DeliveryFuture,
+    ) -> None:
+        def on_delivery(error: KafkaError | None, message: Message) -> None:
+            if error is None:
+                partition, offset = message.partition(), message.offset()
+                report = DeliveryReport(
+                    topic,
+                    -1 if partition is None else partition,
+                    -1 if offset is None else offset,
+                    future.event_id,
+                )
+                future._settle(report, None)
+            else:
+                future._settle(
+                    None,
+                    translate_kafka_error(error, operation="produce", topic=topic, delivery=True),
+                )
+
+        timeout_ms = self.settings.producer.delivery_timeout_ms
+        deadline = time.monotonic() + timeout_ms / 1000
+        while True:
+            try:
+                self._producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+                return
+            except BufferError:
+                # The local queue is full: wait for acknowledgements to make room.
+                if time.monotonic() > deadline:
+                    raise DeliveryError(
+                        f"producer queue stayed full for {timeout_ms} ms; "
+                        "the cluster is not acknowledging records",
+                        topic=topic,
+                    ) from None
+                self._producer.poll(_QUEUE_FULL_WAIT_S)
+            except KafkaException as exc:
+                raise translate_kafka_error(exc.args[0], operation="produce", topic=topic) from exc
+
+    def flush(self, timeout: float | None = None) -> int:
+        """Wait until queued records are acknowledged or failed; return how many remain."""
+        remaining: int = self._producer.flush(-1 if timeout is None else timeout)
+        return remaining
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush everything, then stop. Default timeout: the delivery timeout plus 5 s.
+
+        Raises:
+            DeliveryError: records were still unacknowledged when the timeout passed.
+        """
+        if self._closed.is_set():
+            return
+        wait = (
+            timeout
+            if timeout is not None
+            else self.settings.producer.delivery_timeout_ms / 1000 + 5
+        )
+        remaining = self.flush(wait)
+        self._closed.set()
+        self._poller.join()
+        if self._owns_registry:
+            self.registry.close()
+        if remaining:
+            raise DeliveryError(
+                f"{remaining} records were still unacknowledged after {wait:.0f} s at close; "
+                "their delivery futures report the outcome if it arrives"
+            )
+
+    # Transactions -------------------------------------------------------------------
+
+    def _call(self, action: str, method: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return method(*args)
+        except KafkaException as exc:
+            raise translate_kafka_error(exc.args[0], operation=action) from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[Self]:
+        """Send inside a Kafka transaction: committed on success, aborted on error.
+
+        Requires ``STREAMKIT_PRODUCER__TRANSACTIONAL_ID``.
+        """
+        if not self._transactional:
+            raise KafkaClientError("transactions need STREAMKIT_PRODUCER__TRANSACTIONAL_ID")
+        self._call("begin transaction", self._producer.begin_transaction)
+        try:
+            yield self
+        except BaseException:
+            self._call("abort transaction", self._producer.abort_transaction, 30)
+            raise
+        self._call("commit transaction", self._producer.commit_transaction, 30)
+
+    def send_offsets_to_transaction(self, offsets: list[Any], group_metadata: Any) -> None:
+        """Commit consumed offsets within the current transaction (consume-transform-produce)."""
+        self._call(
+            "send offsets to transaction",
+            self._producer.send_offsets_to_transaction,
+            offsets,
+            group_metadata,
+            30,
+        )

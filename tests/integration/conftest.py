@@ -1,0 +1,112 @@
+"""Fixtures for integration tests: the example schemas, a registry face, producers."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from streamkit.consumer import EventConsumer
+from streamkit.producer import EventProducer
+from streamkit.registry import SchemaRegistry
+from streamkit.schemas import SchemaSet, load_schemas
+from streamkit.settings import StreamkitSettings
+
+REPO = Path(__file__).resolve().parents[2]
+EVOLUTION_DIR = Path(__file__).parent / "schemas" / "evolution"
+
+
+@pytest.fixture(scope="session")
+def schemas() -> SchemaSet:
+    """The example schemas of schemas/."""
+    return load_schemas(REPO / "schemas")
+
+
+@pytest.fixture
+def registry(streamkit_settings: StreamkitSettings) -> Iterator[SchemaRegistry]:
+    """A schema registry face for the test registry."""
+    with SchemaRegistry(streamkit_settings) as face:
+        yield face
+
+
+@pytest.fixture
+def producer(
+    streamkit_settings: StreamkitSettings, schemas: SchemaSet, registry: SchemaRegistry
+) -> Iterator[EventProducer]:
+    """An EventProducer for the test broker; closed (flushed) after the test."""
+    with EventProducer(streamkit_settings, schemas=schemas, registry=registry) as event_producer:
+        yield event_producer
+
+
+@pytest.fixture
+def child_env(streamkit_settings: StreamkitSettings) -> dict[str, str]:
+    """Environment for a streamkit subprocess pointed at the test broker and registry."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMKIT_")}
+    env.update(
+        {
+            "STREAMKIT_KAFKA__BOOTSTRAP_SERVERS": streamkit_settings.kafka.bootstrap_servers,
+            "STREAMKIT_SCHEMA_REGISTRY__URL": str(streamkit_settings.schema_registry.url),
+            "PYTHONPATH": str(REPO),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+@pytest.fixture
+def python() -> str:
+    """The interpreter running the tests, for subprocesses."""
+    return sys.executable
+
+
+class ConsumerRunner:
+    """Runs EventConsumers in threads until a condition holds (bounded in time)."""
+
+    def __init__(self) -> None:
+        self._running: list[tuple[EventConsumer, threading.Thread]] = []
+
+    def start(self, consumer: EventConsumer) -> EventConsumer:
+        """Run ``consumer`` in a background thread."""
+        thread = threading.Thread(
+            target=consumer.run, kwargs={"handle_signals": False}, daemon=True
+        )
+        thread.start()
+        self._running.append((consumer, thread))
+        return consumer
+
+    def wait_for(self, condition: Callable[[], bool], timeout_s: float = 60.0) -> None:
+        """Block until ``condition()`` holds; fail the test after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            if time.monotonic() > deadline:
+                pytest.fail(f"condition not reached within {timeout_s} s")
+            time.sleep(0.05)
+
+    def stop(self, consumer: EventConsumer) -> None:
+        """Stop one consumer, wait for its thread, close it."""
+        for running, thread in list(self._running):
+            if running is consumer:
+                consumer.stop()
+                thread.join(60)
+                assert not thread.is_alive(), "consumer did not stop"
+                consumer.close()
+                self._running.remove((running, thread))
+
+    def stop_all(self) -> None:
+        """Stop every consumer still running."""
+        for consumer, _ in list(self._running):
+            self.stop(consumer)
+
+
+@pytest.fixture
+def consumers() -> Iterator[ConsumerRunner]:
+    """Start EventConsumers in threads; all are stopped and closed after the test."""
+    runner = ConsumerRunner()
+    yield runner
+    runner.stop_all()
