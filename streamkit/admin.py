@@ -82,7 +82,9 @@ class StreamkitAdmin:
 
     def partitions(self, topic: str) -> int | None:
         """How many partitions ``topic`` has, or None if it does not exist."""
-        metadata = self._admin.list_topics(topic=topic, timeout=_TIMEOUT_S)
+        # Asking for all topics: a metadata request naming the topic would let a broker
+        # with auto.create.topics.enable create it, with default settings.
+        metadata = self._admin.list_topics(timeout=_TIMEOUT_S)
         found = metadata.topics.get(topic)
         if found is None or found.error is not None:
             return None

@@ -10,30 +10,20 @@ from rich.console import Console
 from rich.table import Table
 
 from streamkit.clientconfig import is_secret_key, masked
-from streamkit.errors import StreamkitError
-from streamkit.settings import StreamkitSettings, env_var_name, load_settings
+from streamkit.commands import consume, produce, schemas_app, settings_or_exit, topics_app
+from streamkit.settings import StreamkitSettings, env_var_name
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(help="streamkit: Kafka for Python services, done right.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the resolved settings.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.add_typer(schemas_app, name="schemas")
+app.add_typer(topics_app, name="topics")
+app.command()(produce)
+app.command()(consume)
 
 _stdout = Console()
-
-
-def fail(error: StreamkitError) -> typer.Exit:
-    """Print a streamkit error on stderr and return the exit to raise."""
-    typer.echo(f"error: {error}", err=True)
-    return typer.Exit(code=2)
-
-
-def settings_or_exit() -> StreamkitSettings:
-    """Load settings; on bad settings print every problem and exit non-zero."""
-    try:
-        return load_settings()
-    except StreamkitError as exc:
-        raise fail(exc) from None
 
 
 def _masked_dump(settings: StreamkitSettings) -> dict[str, dict[str, Any]]:

@@ -122,6 +122,10 @@ class SchemaRegistry:
         cached = self._ids.get(key)
         if cached is not None:
             return cached
+        if not self._exists(subject):
+            # A new subject gets the configured level, not whatever the registry defaults
+            # to (Confluent: BACKWARD, Apicurio: NONE).
+            self.set_compatibility(subject, self.settings.compatibility)
         try:
             with registry_errors("register a schema", subject=subject):
                 schema_id = self._client.register_schema(subject, Schema(schema.text, "AVRO"))
@@ -138,6 +142,16 @@ class SchemaRegistry:
         self._ids[key] = schema_id
         self._by_id.setdefault(schema_id, schema)
         return schema_id
+
+    def _exists(self, subject: str) -> bool:
+        try:
+            with registry_errors("look up the subject", subject=subject):
+                self._client.get_latest_version(subject)
+        except RegistryError as exc:
+            if exc.error_code in _NOT_FOUND_CODES or exc.http_status == 404:
+                return False
+            raise
+        return True
 
     def lookup(self, subject: str, schema: AvroSchema) -> int:
         """The id of ``schema`` already registered under ``subject`` (no registration)."""
@@ -185,6 +199,8 @@ class SchemaRegistry:
 
         A subject with no versions yet accepts anything.
         """
+        if not self._exists(subject):  # Apicurio answers "compatible" for a missing subject
+            return CompatibilityReport(subject, schema.name, True, new_subject=True)
         body: dict[str, Any] = {"schema": schema.text, "schemaType": "AVRO"}
         try:
             with registry_errors("check compatibility", subject=subject):

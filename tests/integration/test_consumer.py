@@ -245,13 +245,16 @@ def test_rebalance_when_third_member_joins_loses_and_repeats_nothing(
 
     total = 3000
     sent: set[str] = set()
+    third = member("third")
     for i in range(total):
         sent.add(producer.send(topic, order(i), key=str(i), schema=ORDER_SCHEMA).event_id)
         if i == total // 3:
-            third = consumers.start(member("third"))
+            # Joins while the first two are busy; the rest is sent once it owns partitions.
+            consumers.start(third)
+        if i == total // 2:
+            consumers.wait_for(lambda: len(third.assignment) > 0)
     assert producer.flush(30) == 0
     consumers.wait_for(lambda: len(seen) >= total)
-    consumers.wait_for(lambda: len(third.assignment) > 0)
     time.sleep(1.0)  # let any duplicate delivery show up
     consumers.stop_all()
 
