@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -27,6 +28,7 @@ except ImportError:  # pragma: no cover - pure-Python fastavro
     from fastavro._validation_py import _validate
 
 from streamkit.errors import SchemaLoadError, SchemaValidationError
+from streamkit.validation import Check, compile_check
 
 __all__ = [
     "TOPIC_ATTRIBUTE",
@@ -70,6 +72,11 @@ class AvroSchema:
         """The topic the schema declares with ``streamkit.topic``."""
         topic = self.definition.get(TOPIC_ATTRIBUTE)
         return topic if isinstance(topic, str) else None
+
+    @cached_property
+    def check(self) -> Check:
+        """The compiled ``check(record) -> bool`` (see :mod:`streamkit.validation`)."""
+        return compile_check(self.parsed, self.named_types)
 
     @property
     def named_types(self) -> dict[str, Any]:
@@ -300,9 +307,9 @@ def validate_record(schema: AvroSchema, record: Any) -> None:
         SchemaValidationError: naming the field path, the expected type and the
             type found (``missing`` for an absent required field).
     """
-    named = schema.named_types
-    if _valid(record, schema.parsed, named):
+    if schema.check(record):
         return
+    named = schema.named_types
     location = _locate(record, schema.parsed, named, "")
     field_path, expected, actual = location or ("<root>", schema.name, type(record).__name__)
     raise SchemaValidationError(
