@@ -35,13 +35,13 @@ test-unit: install  ## only the unit tests (no containers)
 	$(PY) -m pytest tests/unit
 
 lint: install  ## ruff (lint + format check) and mypy --strict on streamkit/
-	$(PY) -m ruff check streamkit tests
-	$(PY) -m ruff format --check streamkit tests
+	$(PY) -m ruff check streamkit tests bench
+	$(PY) -m ruff format --check streamkit tests bench
 	$(PY) -m mypy
 
 format: install  ## apply ruff's formatting and fixes
-	$(PY) -m ruff format streamkit tests
-	$(PY) -m ruff check --fix streamkit tests
+	$(PY) -m ruff format streamkit tests bench
+	$(PY) -m ruff check --fix streamkit tests bench
 
 demo: install services images  ## the main job: streamkit demo on a throwaway local Kafka
 	$(VENV)/bin/streamkit demo

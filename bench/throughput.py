@@ -72,16 +72,25 @@ def produce_floor(env: dict[str, str], topic: str, count: int) -> float:
             delivered += 1
 
     def send(payload: dict[str, Any], seq: int) -> None:
-        record = {"id": str(uuid.uuid4()), "timestamp": int(time.time() * 1000),
-                  "type": "OrderPlaced", "payload": payload}
+        record = {
+            "id": str(uuid.uuid4()),
+            "timestamp": int(time.time() * 1000),
+            "type": "OrderPlaced",
+            "payload": payload,
+        }
         buffer = io.BytesIO()
         buffer.write(prefix)
         schemaless_writer(buffer, parsed, record)
         headers = [("event-id", record["id"].encode())]
         while True:
             try:
-                producer.produce(topic, buffer.getvalue(), str(seq).encode(), headers=headers,
-                                 on_delivery=on_delivery)
+                producer.produce(
+                    topic,
+                    buffer.getvalue(),
+                    str(seq).encode(),
+                    headers=headers,
+                    on_delivery=on_delivery,
+                )
                 break
             except BufferError:
                 producer.poll(0.01)
@@ -110,8 +119,10 @@ def produce_streamkit(env: dict[str, str], topic: str, count: int) -> float:
             producer.send(topic, payloads[i], key=str(i), schema=ORDER_SCHEMA)
         producer.flush(60)
         started = time.perf_counter()
-        futures = [producer.send(topic, payloads[WARMUP + i], key=str(i), schema=ORDER_SCHEMA)
-                   for i in range(count)]
+        futures = [
+            producer.send(topic, payloads[WARMUP + i], key=str(i), schema=ORDER_SCHEMA)
+            for i in range(count)
+        ]
         producer.flush(120)
         elapsed = time.perf_counter() - started
     failed = sum(1 for f in futures if f.exception(0) is not None)
@@ -139,15 +150,21 @@ def produce_confluent_serializing(env: dict[str, str], topic: str, count: int) -
             delivered += 1
 
     with SchemaRegistryClient(client_config(settings, "schema_registry")) as registry:
-        producer = SerializingProducer({
-            **client_config(settings, "producer"),
-            "key.serializer": StringSerializer(),
-            "value.serializer": AvroSerializer(registry, schema.text),
-        })
+        producer = SerializingProducer(
+            {
+                **client_config(settings, "producer"),
+                "key.serializer": StringSerializer(),
+                "value.serializer": AvroSerializer(registry, schema.text),
+            }
+        )
 
         def send(payload: dict[str, Any], seq: int) -> None:
-            record = {"id": str(uuid.uuid4()), "timestamp": int(time.time() * 1000),
-                      "type": "OrderPlaced", "payload": payload}
+            record = {
+                "id": str(uuid.uuid4()),
+                "timestamp": int(time.time() * 1000),
+                "type": "OrderPlaced",
+                "payload": payload,
+            }
             while True:
                 try:
                     producer.produce(topic, key=str(seq), value=record, on_delivery=on_delivery)
@@ -267,8 +284,10 @@ def _cluster() -> tuple[dict[str, str], list[Any]]:
 
     kafka = KafkaContainer().start()
     registry_container = RegistryContainer().start()
-    return ({"bootstrap": kafka.bootstrap_servers, "registry": registry_container.url},
-            [kafka, registry_container])
+    return (
+        {"bootstrap": kafka.bootstrap_servers, "registry": registry_container.url},
+        [kafka, registry_container],
+    )
 
 
 def main() -> None:
@@ -294,8 +313,9 @@ def main() -> None:
                     seconds = _run(name, kind, env, topic, args.messages)
                     rate = args.messages / seconds
                     best[name] = max(best.get(name, 0.0), rate)
-                    print(f"  {kind:8} {name:22} round {round_ + 1}: {rate:10.0f} msgs/s",
-                          flush=True)
+                    print(
+                        f"  {kind:8} {name:22} round {round_ + 1}: {rate:10.0f} msgs/s", flush=True
+                    )
             floor = best["floor"]
             for name, rate in best.items():
                 results[kind][name] = {"msgs_per_s": round(rate), "ratio": round(rate / floor, 3)}

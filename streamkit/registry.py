@@ -146,7 +146,9 @@ class SchemaRegistry:
     def _exists(self, subject: str) -> bool:
         try:
             with registry_errors("look up the subject", subject=subject):
-                self._client.get_latest_version(subject)
+                # get_versions, not get_latest_version: the latter is cached by the client
+                # and would hide versions registered afterwards.
+                self._client.get_versions(subject)
         except RegistryError as exc:
             if exc.error_code in _NOT_FOUND_CODES or exc.http_status == 404:
                 return False

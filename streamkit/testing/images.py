@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 IMAGES_DIR = Path(__file__).parent / "images"
 BUILD_SCRIPT = IMAGES_DIR / "build-images.sh"
 PULL_TIMEOUT_S = 60
+BUILD_HASH_LABEL = "io.streamkit.build-hash"
 
 
 class TestKitError(RuntimeError):
@@ -85,6 +87,11 @@ def _exists(client: Any, name: str) -> bool:
     return True
 
 
+def _is_local_build(client: Any, name: str) -> bool:
+    labels = client.images.get(name).labels or {}
+    return BUILD_HASH_LABEL in labels and shutil.which("docker") is not None
+
+
 def _pull(client: Any, name: str) -> bool:
     from docker.errors import DockerException
 
@@ -98,7 +105,7 @@ def _pull(client: Any, name: str) -> bool:
 
 
 def _build(spec: ImageSpec) -> None:
-    log.warning("building %s locally (Maven Central jars on a Debian JRE base)", spec.local)
+    log.info("making sure %s is built from the current recipe", spec.local)
     result = subprocess.run(
         ["bash", str(BUILD_SCRIPT), spec.kind], check=False, stdout=sys.stderr, stderr=sys.stderr
     )
@@ -124,9 +131,13 @@ def _ensure(client: Any, spec: ImageSpec) -> str:
         if not _exists(client, chosen) and not _pull(client, chosen):
             raise TestKitError(f"{spec.env_var}={chosen} is neither present nor pullable")
         return chosen
-    for name in (spec.local, spec.official):
-        if _exists(client, name):
-            return name
+    if _exists(client, spec.local):
+        if _is_local_build(client, spec.local):
+            # The build script rebuilds it when its recipe changed since (hash label).
+            _build(spec)
+        return spec.local
+    if _exists(client, spec.official):
+        return spec.official
     if _pull(client, spec.official):
         return spec.official
     _build(spec)
