@@ -7,8 +7,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+COMPOSE ?= $(shell command -v docker-compose >/dev/null 2>&1 && echo docker-compose || echo docker compose)
 
-.PHONY: help install services images test test-unit lint format demo clean
+.PHONY: help install services images test test-unit lint format demo up down clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -45,6 +46,12 @@ format: install  ## apply ruff's formatting and fixes
 
 demo: install services images  ## the main job: streamkit demo on a throwaway local Kafka
 	$(VENV)/bin/streamkit demo
+
+up: install services images  ## start docker-compose.yml: Kafka, registry, Prometheus, Grafana (127.0.0.1 only)
+	COMPOSE="$(COMPOSE)" scripts/compose-up.sh
+
+down:  ## stop and remove the docker-compose stack
+	$(COMPOSE) down --remove-orphans
 
 clean:  ## remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -11,6 +11,9 @@ set -euo pipefail
 # binary:package pairs
 REQUIRED=(
     "redis-server:redis-server"
+    "prometheus:prometheus"
+    "promtool:prometheus"
+    "docker-compose:docker-compose"
 )
 
 say() { printf 'ensure-packages: %s\n' "$*" >&2; }

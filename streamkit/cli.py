@@ -11,6 +11,7 @@ from rich.table import Table
 
 from streamkit.clientconfig import is_secret_key, masked
 from streamkit.commands import consume, produce, schemas_app, settings_or_exit, topics_app
+from streamkit.demo import demo_command
 from streamkit.settings import StreamkitSettings, env_var_name
 
 __all__ = ["app", "main"]
@@ -22,6 +23,7 @@ app.add_typer(schemas_app, name="schemas")
 app.add_typer(topics_app, name="topics")
 app.command()(produce)
 app.command()(consume)
+app.command("demo")(demo_command)
 
 _stdout = Console()
 

@@ -17,6 +17,7 @@ __all__ = ["ClientRole", "client_config", "masked"]
 
 ClientRole = Literal["producer", "consumer", "admin", "schema_registry"]
 OAuthCallback = Callable[[str], tuple[str, float]]
+StatsCallback = Callable[[str], None]
 
 MASK = "**********"
 _SECRET_MARKERS = ("password", "secret", "user.info", "token", "sasl.oauthbearer.config", "pem")
@@ -112,6 +113,7 @@ def client_config(
     role: ClientRole,
     *,
     oauth_cb: OAuthCallback | None = None,
+    stats_cb: StatsCallback | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build the configuration dict of one client from settings.
@@ -120,6 +122,8 @@ def client_config(
         settings: the resolved settings.
         role: which client the dict is for.
         oauth_cb: OAUTHBEARER token callback ``(config_str) -> (token, expiry_epoch_s)``.
+        stats_cb: called with librdkafka's statistics JSON every
+            ``metrics.statistics_interval_ms`` (not set when that is 0).
         overrides: properties set by streamkit's own components (win over settings).
 
     Returns:
@@ -139,6 +143,9 @@ def client_config(
             conf.update(_producer(settings))
         elif role == "consumer":
             conf.update(_consumer(settings))
+        interval = settings.metrics.statistics_interval_ms
+        if stats_cb is not None and interval > 0:
+            conf.update({"stats_cb": stats_cb, "statistics.interval.ms": interval})
     conf.update(overrides or {})
     return {
         key: str(value) if hasattr(value, "__fspath__") else value

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from types import FrameType, TracebackType
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -36,6 +36,9 @@ from streamkit.processing import ConsumerStats, DeadLetter, backoff_delays, dead
 from streamkit.registry import SchemaRegistry
 from streamkit.schemas import AvroSchema
 from streamkit.settings import StreamkitSettings, env_var_name, load_settings
+
+if TYPE_CHECKING:
+    from streamkit.metrics import ConsumerMetrics, StreamkitMetrics
 
 __all__ = ["BatchHandler", "EventConsumer", "Handler"]
 
@@ -85,6 +88,9 @@ class EventConsumer:
         batch_size: most messages taken per poll.
         on_assign, on_revoke: called with the partitions after streamkit's own work.
         config: extra consumer properties (they win over settings).
+        metrics: Prometheus collectors to report to (consumed, processed, handler
+            latency, duplicates, retries, dead letters, rebalances, lag per partition);
+            None costs nothing per message.
     """
 
     def __init__(
@@ -103,6 +109,7 @@ class EventConsumer:
         on_assign: RebalanceHook | None = None,
         on_revoke: RebalanceHook | None = None,
         config: Mapping[str, Any] | None = None,
+        metrics: StreamkitMetrics | None = None,
     ) -> None:
         if (handler is None) == (batch_handler is None):
             raise TypeError("give exactly one of handler or batch_handler")
@@ -134,8 +141,18 @@ class EventConsumer:
         self._user_on_revoke = on_revoke
         self._stopping = threading.Event()
         self._assignment: set[tuple[str, int]] = set()
+        self._metrics: ConsumerMetrics | None = (
+            metrics.consumer(group) if metrics is not None else None
+        )
         overrides = {"error_cb": self._on_error, "logger": log, **(config or {})}
-        self._consumer = Consumer(client_config(self.settings, "consumer", overrides=overrides))
+        self._consumer = Consumer(
+            client_config(
+                self.settings,
+                "consumer",
+                stats_cb=self._metrics.on_statistics if self._metrics else None,
+                overrides=overrides,
+            )
+        )
         self._dlq_producer: Producer | None = None
         self._closed = False
 
@@ -170,6 +187,8 @@ class EventConsumer:
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.stats.rebalances += 1
+        if self._metrics is not None:
+            self._metrics.rebalance("assign")
         self._assignment.update((tp.topic, tp.partition) for tp in partitions)
         if self._user_on_assign:
             self._user_on_assign(partitions)
@@ -179,6 +198,8 @@ class EventConsumer:
         # committing now hands the partitions over with nothing lost or repeated.
         if not self._manual:
             self._commit_stored()
+        if self._metrics is not None:
+            self._metrics.rebalance("revoke")
         self._assignment.difference_update((tp.topic, tp.partition) for tp in partitions)
         if self._user_on_revoke:
             self._user_on_revoke(partitions)
@@ -186,6 +207,8 @@ class EventConsumer:
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Lost partitions already belong to another member: committing would fail.
         log.warning("consumer %s lost %d partitions", self.group_id, len(partitions))
+        if self._metrics is not None:
+            self._metrics.rebalance("lost")
         self._assignment.difference_update((tp.topic, tp.partition) for tp in partitions)
 
     # Commit ---------------------------------------------------------------------
@@ -279,6 +302,8 @@ class EventConsumer:
             if self._usable(message):
                 self.stats.consumed += 1
                 entries.append((message, self._decode(message)))
+        if self._metrics is not None:
+            self._metrics.consumed_batch([message.topic() or "" for message, _ in entries])
         decoded = [(message, item) for message, item in entries if isinstance(item, Event)]
         keys = self._claim([message for message, _ in decoded])
         outstanding = {key for key in keys if key}
@@ -330,45 +355,61 @@ class EventConsumer:
         events = [event for (_, event), key in zip(decoded, keys, strict=True) if key is not False]
         if batch_handler is None or not events:
             return False
-        if self._attempt(lambda: batch_handler(events)) is not True:
+        topics = {event.topic for event in events}
+        topic = str(topics.pop()) if len(topics) == 1 else "(mixed)"
+        if self._attempt(lambda: batch_handler(events), topic) is not True:
             log.warning("batch of %d events failed; handling them one by one", len(events))
             return False
         self._complete(keys)
         self.stats.processed += len(events)
+        if self._metrics is not None:
+            for event in events:
+                self._metrics.processed(event.topic or "", event.timestamp)
         return True
 
     def _handle_one(self, message: Message, event: Event, key: str | None) -> None:
         handler = self._handler
         batch_handler = self._batch_handler
         outcome = self._attempt(
-            (lambda: handler(event)) if handler else (lambda: batch_handler([event]))  # type: ignore[misc]
+            (lambda: handler(event)) if handler else (lambda: batch_handler([event])),  # type: ignore[misc]
+            event.topic or "",
         )
         if outcome is True:
             self._complete([key])
             self.stats.processed += 1
+            if self._metrics is not None:
+                self._metrics.processed(event.topic or "", event.timestamp)
         else:
             self._dead_letter(message, outcome, attempts=self.settings.consumer.max_retries + 1)
             self._release([key])
 
-    def _attempt(self, call: Callable[[], Any]) -> Any:
+    def _attempt(self, call: Callable[[], Any], topic: str) -> Any:
         """Run ``call`` with retries; True on success, else the last exception."""
         delays = backoff_delays(self.settings.consumer)
+        metrics = self._metrics
         while True:
             started = time.perf_counter()
             try:
                 call()
             except Exception as exc:
+                if metrics is not None:
+                    metrics.handler_time(topic, time.perf_counter() - started)
                 delay = next(delays, None)
                 if delay is None:
                     return exc
                 self.stats.retries += 1
+                if metrics is not None:
+                    metrics.retry(topic)
                 log.info(
                     "handler failed (%s: %s); retrying in %.2f s", type(exc).__name__, exc, delay
                 )
                 if self._stopping.wait(delay):
                     raise _StopRequestedError from exc
                 continue
-            self.stats.handler_seconds.append(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            self.stats.handler_seconds.append(elapsed)
+            if metrics is not None:
+                metrics.handler_time(topic, elapsed)
             return True
 
     # Dedup ----------------------------------------------------------------------
@@ -392,10 +433,12 @@ class EventConsumer:
                 result = results[key] = self._dedup.claim([key])[0]
         outcome: list[_Claim] = []
         seen: set[str] = set()
-        for key in keys:
+        for message, key in zip(messages, keys, strict=True):
             # A second copy of an id within one poll is a duplicate of the first.
             if results[key] is ClaimResult.DUPLICATE or key in seen:
                 self.stats.duplicates_skipped += 1
+                if self._metrics is not None:
+                    self._metrics.duplicate(message.topic() or "")
                 outcome.append(False)
             else:
                 outcome.append(key)
@@ -444,6 +487,9 @@ class EventConsumer:
         )
         self._send_dead_letter(letter)
         self.stats.dead_lettered += 1
+        if self._metrics is not None:
+            reason = "undecodable" if isinstance(error, DeserializationError) else "handler_failed"
+            self._metrics.dead_lettered(message.topic() or "", reason)
 
     def _send_dead_letter(self, letter: DeadLetter) -> None:
         if self._dlq_producer is None:
@@ -490,6 +536,8 @@ class EventConsumer:
                 self._commit_stored()
         finally:
             self._consumer.close()
+            if self._metrics is not None:
+                self._metrics.close()
             if self._owns_registry:
                 self._registry.close()
             if self._dlq_producer is not None:

@@ -7,6 +7,7 @@ and :class:`~streamkit.aio.AsyncEventConsumer` apply one policy.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -48,9 +49,17 @@ class KafkaMessage(Protocol):
     def headers(self) -> RawHeaders: ...
 
 
+HANDLER_SECONDS_KEPT = 10_000
+
+
 @dataclass
 class ConsumerStats:
-    """Counters of one consumer run."""
+    """Counters of one consumer run.
+
+    ``handler_seconds`` keeps the durations of the most recent successful handler
+    calls only (bounded, so a long-running consumer does not grow without end); the
+    full distribution is the ``streamkit_handler_duration_seconds`` metric.
+    """
 
     consumed: int = 0
     processed: int = 0
@@ -60,7 +69,9 @@ class ConsumerStats:
     dead_lettered: int = 0
     rebalances: int = 0
     commits: int = 0
-    handler_seconds: list[float] = field(default_factory=list, repr=False)
+    handler_seconds: deque[float] = field(
+        default_factory=lambda: deque(maxlen=HANDLER_SECONDS_KEPT), repr=False
+    )
 
 
 def backoff_delays(settings: ConsumerSettings) -> Iterator[float]:

@@ -178,6 +178,7 @@ class KafkaContainer(DockerContainer):
             {
                 "bootstrap.servers": self.bootstrap_servers,
                 "socket.connection.setup.timeout.ms": 1000,
+                "log_level": 0,  # refused connections are expected while the broker starts
             }
         )
         try:

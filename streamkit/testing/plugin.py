@@ -15,6 +15,11 @@ Installed with streamkit (entry point ``pytest11``), so any suite can ask for:
     a ``confluent_kafka.admin.AdminClient`` for the broker.
 ``topic_factory``
     ``topic_factory(partitions=3, config=None) -> name`` creates a fresh topic.
+``redis_server``
+    session-scoped ``redis-server`` child (see :mod:`streamkit.testing.redis`).
+``prometheus_server``
+    session-scoped Prometheus child scraping what a test names with ``.scrape(...)``
+    every second (see :mod:`streamkit.testing.prometheus`).
 
 A missing Docker engine or image fails the test with the reason; it never skips.
 """
@@ -32,6 +37,7 @@ import pytest
 from streamkit.settings import StreamkitSettings, load_settings
 from streamkit.testing.containers import KafkaContainer, RegistryContainer
 from streamkit.testing.images import TestKitError
+from streamkit.testing.prometheus import prometheus_server
 from streamkit.testing.redis import redis_server
 
 __all__ = [
@@ -40,6 +46,7 @@ __all__ = [
     "TopicFactory",
     "kafka_admin",
     "kafka_broker",
+    "prometheus_server",
     "redis_server",
     "schema_registry",
     "streamkit_settings",

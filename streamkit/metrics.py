@@ -1,0 +1,462 @@
+"""Prometheus metrics of producers and consumers, and an opt-in HTTP endpoint.
+
+One :class:`StreamkitMetrics` owns the collectors; it registers them into a
+``CollectorRegistry`` of its own, or into yours (``StreamkitMetrics(registry=REGISTRY)``).
+Producers and consumers take it as their ``metrics`` argument and report through a small
+binding (:class:`ProducerMetrics`, :class:`ConsumerMetrics`) that caches the labelled
+children per topic, so the per-record cost is a dict lookup and an increment::
+
+    metrics = StreamkitMetrics()
+    with serve_metrics(metrics, port=9400), EventProducer(settings, metrics=metrics) as p:
+        ...
+
+Labels are kept low-cardinality: ``topic``, ``group``, a bounded ``reason`` or ``kind``,
+and ``partition`` for consumer lag only — never a key or an event id. Consumer lag and
+producer queue depth come from librdkafka's statistics (``stats_cb``, every
+``STREAMKIT_METRICS__STATISTICS_INTERVAL_MS``).
+
+The endpoint serves ``/metrics`` (Prometheus text format), ``/healthz`` (the process is
+up) and ``/readyz`` (503 until :attr:`MetricsServer.ready` is set, or while the
+``ready`` callable returns False).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from types import TracebackType
+from typing import Any, Self
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+
+__all__ = [
+    "EVENT_AGE_BUCKETS",
+    "HANDLER_BUCKETS",
+    "ConsumerMetrics",
+    "MetricsServer",
+    "ProducerMetrics",
+    "StreamkitMetrics",
+    "serve_metrics",
+]
+
+log = logging.getLogger(__name__)
+
+PREFIX = "streamkit"
+HANDLER_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+EVENT_AGE_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+)  # fmt: skip
+
+
+class StreamkitMetrics:
+    """The streamkit collectors, registered into one ``CollectorRegistry``.
+
+    Args:
+        registry: where to register; default: a new registry owned by this object
+            (so that several instances never clash). Pass ``prometheus_client.REGISTRY``
+            to expose them beside your own metrics.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        reg = self.registry
+        self.produced = Counter(
+            f"{PREFIX}_produced", "Records handed to the producer.", ["topic"], registry=reg
+        )
+        self.delivered = Counter(
+            f"{PREFIX}_delivered", "Records acknowledged by the cluster.", ["topic"], registry=reg
+        )
+        self.delivery_errors = Counter(
+            f"{PREFIX}_delivery_errors",
+            "Records whose delivery failed, by librdkafka error name.",
+            ["topic", "reason"],
+            registry=reg,
+        )
+        self.producer_queue = Gauge(
+            f"{PREFIX}_producer_queue_messages",
+            "Messages waiting in the producer's queues (librdkafka statistics).",
+            ["client_id"],
+            registry=reg,
+        )
+        self.consumed = Counter(
+            f"{PREFIX}_consumed",
+            "Messages read by consumers (including duplicates and undecodable ones).",
+            ["topic", "group"],
+            registry=reg,
+        )
+        self.processed = Counter(
+            f"{PREFIX}_processed",
+            "Events the handler finished successfully.",
+            ["topic", "group"],
+            registry=reg,
+        )
+        self.handler_seconds = Histogram(
+            f"{PREFIX}_handler_duration_seconds",
+            "Duration of each handler attempt.",
+            ["topic", "group"],
+            buckets=HANDLER_BUCKETS,
+            registry=reg,
+        )
+        self.event_age = Histogram(
+            f"{PREFIX}_event_age_seconds",
+            "End-to-end latency: event timestamp to handler finished.",
+            ["topic", "group"],
+            buckets=EVENT_AGE_BUCKETS,
+            registry=reg,
+        )
+        self.duplicates = Counter(
+            f"{PREFIX}_duplicates_skipped",
+            "Events skipped because the dedup store had completed their id.",
+            ["topic", "group"],
+            registry=reg,
+        )
+        self.retries = Counter(
+            f"{PREFIX}_retries", "Handler retries.", ["topic", "group"], registry=reg
+        )
+        self.dead_lettered = Counter(
+            f"{PREFIX}_dead_lettered",
+            "Messages sent to the dead-letter topic (reason: undecodable or handler_failed).",
+            ["topic", "group", "reason"],
+            registry=reg,
+        )
+        self.rebalances = Counter(
+            f"{PREFIX}_rebalances",
+            "Rebalance callbacks (kind: assign, revoke, lost).",
+            ["group", "kind"],
+            registry=reg,
+        )
+        self.consumer_lag = Gauge(
+            f"{PREFIX}_consumer_lag",
+            "Messages behind the partition end, per partition (librdkafka statistics).",
+            ["topic", "group", "partition"],
+            registry=reg,
+        )
+
+    def __repr__(self) -> str:
+        return f"StreamkitMetrics(metrics={len(self.metric_names())})"
+
+    def metric_names(self) -> set[str]:
+        """The metric family names registered (``streamkit_produced``, ...)."""
+        return {
+            metric.name
+            for metric in self.registry.collect()
+            if metric.name.startswith(PREFIX + "_")
+        }
+
+    def sample_names(self) -> set[str]:
+        """Every series name a scrape can show: ``_total``, ``_bucket``, ``_sum``, ...
+
+        Names come from the collectors' types, so series that have no samples yet
+        (no label values used) are included.
+        """
+        suffixes = {
+            "counter": ("_total", "_created"),
+            "histogram": ("_bucket", "_sum", "_count", "_created"),
+            "gauge": ("",),
+        }
+        return {
+            metric.name + suffix
+            for metric in self.registry.collect()
+            if metric.name.startswith(PREFIX + "_")
+            for suffix in suffixes.get(metric.type, ("",))
+        }
+
+    def producer(self, client_id: str) -> ProducerMetrics:
+        """A binding for one producer (``client_id`` labels its queue depth)."""
+        return ProducerMetrics(self, client_id)
+
+    def consumer(self, group: str) -> ConsumerMetrics:
+        """A binding for one consumer, a member of ``group``."""
+        return ConsumerMetrics(self, group)
+
+
+class _Children:
+    """Labelled children of one metric, cached by label values."""
+
+    __slots__ = ("_cache", "_metric", "_prefix")
+
+    def __init__(self, metric: Any, *prefix: str) -> None:
+        self._metric = metric
+        self._prefix = prefix
+        self._cache: dict[Any, Any] = {}
+
+    def __call__(self, *labels: str) -> Any:
+        child = self._cache.get(labels)
+        if child is None:
+            child = self._cache[labels] = self._metric.labels(*labels, *self._prefix)
+        return child
+
+
+class ProducerMetrics:
+    """What one producer reports; made by :meth:`StreamkitMetrics.producer`."""
+
+    def __init__(self, metrics: StreamkitMetrics, client_id: str) -> None:
+        self.client_id = client_id
+        self._produced = _Children(metrics.produced)
+        self._delivered = _Children(metrics.delivered)
+        self._errors = _Children(metrics.delivery_errors)
+        self._queue = metrics.producer_queue.labels(client_id)
+
+    def __repr__(self) -> str:
+        return f"ProducerMetrics(client_id={self.client_id!r})"
+
+    def sent(self, topic: str) -> None:
+        """A record was handed to librdkafka."""
+        self._produced(topic).inc()
+
+    def delivered(self, topic: str) -> None:
+        """A record was acknowledged."""
+        self._delivered(topic).inc()
+
+    def failed(self, topic: str, reason: str) -> None:
+        """A record's delivery failed; ``reason`` is a librdkafka error name."""
+        self._errors(topic, reason.strip("_").lower()).inc()
+
+    def on_statistics(self, stats_json: str) -> None:
+        """``stats_cb``: the producer's queue depth from librdkafka statistics."""
+        try:
+            stats = json.loads(stats_json)
+            self._queue.set(float(stats.get("msg_cnt", 0)))
+        except (ValueError, TypeError, AttributeError):
+            log.debug("unreadable producer statistics", exc_info=True)
+
+
+class ConsumerMetrics:
+    """What one consumer (a member of ``group``) reports; see :meth:`StreamkitMetrics.consumer`.
+
+    Each binding keeps the lag series it set, so that partitions it no longer owns
+    lose their series without touching those of other members of the group.
+    """
+
+    def __init__(self, metrics: StreamkitMetrics, group: str) -> None:
+        self.group = group
+        self._metrics = metrics
+        self._consumed = _Children(metrics.consumed, group)
+        self._processed = _Children(metrics.processed, group)
+        self._handler = _Children(metrics.handler_seconds, group)
+        self._age = _Children(metrics.event_age, group)
+        self._duplicates = _Children(metrics.duplicates, group)
+        self._retries = _Children(metrics.retries, group)
+        self._lag_series: set[tuple[str, str]] = set()
+        self._lag_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"ConsumerMetrics(group={self.group!r})"
+
+    def consumed(self, topic: str) -> None:
+        """A message was read."""
+        self._consumed(topic).inc()
+
+    def consumed_batch(self, topics: list[str]) -> None:
+        """Messages were read; one topic per message (counted once per topic)."""
+        if len(set(topics)) == 1:
+            self._consumed(topics[0]).inc(len(topics))
+            return
+        for topic, count in collections.Counter(topics).items():
+            self._consumed(topic).inc(count)
+
+    def processed(self, topic: str, event_timestamp_ms: int | None = None) -> None:
+        """The handler finished an event; its age since ``event_timestamp_ms`` is observed."""
+        self._processed(topic).inc()
+        if event_timestamp_ms:
+            self._age(topic).observe(max(0.0, time.time() - event_timestamp_ms / 1000))
+
+    def handler_time(self, topic: str, seconds: float) -> None:
+        """One handler attempt took ``seconds``."""
+        self._handler(topic).observe(seconds)
+
+    def duplicate(self, topic: str) -> None:
+        """An event was skipped as a duplicate."""
+        self._duplicates(topic).inc()
+
+    def retry(self, topic: str) -> None:
+        """A failed handler attempt will be retried."""
+        self._retries(topic).inc()
+
+    def dead_lettered(self, topic: str, reason: str) -> None:
+        """A message went to the dead-letter topic (``undecodable``/``handler_failed``)."""
+        self._metrics.dead_lettered.labels(topic, self.group, reason).inc()
+
+    def rebalance(self, kind: str) -> None:
+        """A rebalance callback ran: ``assign``, ``revoke`` or ``lost``."""
+        self._metrics.rebalances.labels(self.group, kind).inc()
+
+    def on_statistics(self, stats_json: str) -> None:
+        """``stats_cb``: per-partition consumer lag from librdkafka statistics."""
+        try:
+            lags = dict(_partition_lags(json.loads(stats_json)))
+        except (ValueError, TypeError, AttributeError):
+            log.debug("unreadable consumer statistics", exc_info=True)
+            return
+        self.set_lags(lags)
+
+    def set_lags(self, lags: dict[tuple[str, str], int]) -> None:
+        """Set the lag of each (topic, partition) owned; drop series no longer reported."""
+        gauge = self._metrics.consumer_lag
+        with self._lag_lock:
+            for topic, partition in self._lag_series - lags.keys():
+                with contextlib.suppress(KeyError):  # removed by a reset meanwhile
+                    gauge.remove(topic, self.group, partition)
+            for (topic, partition), lag in lags.items():
+                gauge.labels(topic, self.group, partition).set(lag)
+            self._lag_series = set(lags)
+
+    def close(self) -> None:
+        """Drop the lag series of this member (it left the group)."""
+        self.set_lags({})
+
+
+def _partition_lags(stats: dict[str, Any]) -> Iterable[tuple[tuple[str, str], int]]:
+    """(topic, partition) → lag of the partitions a consumer is fetching."""
+    for topic, entry in (stats.get("topics") or {}).items():
+        for key, partition in (entry.get("partitions") or {}).items():
+            if key == "-1" or partition.get("fetch_state") in (None, "none", "stopped"):
+                continue  # -1 is librdkafka's internal unassigned partition
+            lag = partition.get("consumer_lag", -1)
+            if lag < 0:  # nothing committed yet: lag behind the stored position
+                lag = partition.get("consumer_lag_stored", -1)
+            if lag >= 0:
+                yield (topic, str(partition.get("partition", key))), int(lag)
+
+
+# HTTP endpoint ----------------------------------------------------------------------
+
+_Start = Callable[[str, list[tuple[str, str]]], Any]
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _ThreadingServer6(_ThreadingServer):
+    address_family = socket.AF_INET6
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("metrics http: " + format, *args)
+
+
+class MetricsServer:
+    """``/metrics``, ``/healthz`` and ``/readyz`` over HTTP, in a background thread.
+
+    Args:
+        metrics: whose registry to serve (or a ``CollectorRegistry``).
+        host: bind address (default loopback only).
+        port: TCP port; 0 picks a free one (see :attr:`port` after :meth:`start`).
+        ready: readiness check for ``/readyz``; default: the :attr:`ready` flag.
+    """
+
+    def __init__(
+        self,
+        metrics: StreamkitMetrics | CollectorRegistry,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ready: Callable[[], bool] | None = None,
+    ) -> None:
+        registry = metrics.registry if isinstance(metrics, StreamkitMetrics) else metrics
+        self.host = host
+        self.port = port
+        self.ready = False
+        self._ready_check = ready
+        self._metrics_app = make_wsgi_app(registry)
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        state = self.url if self._server is not None else "stopped"
+        return f"MetricsServer({state})"
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:9400``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def is_ready(self) -> bool:
+        """What ``/readyz`` answers."""
+        return self._ready_check() if self._ready_check is not None else self.ready
+
+    def _app(self, environ: dict[str, Any], start_response: _Start) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO") or "/"
+        if path in ("/metrics", "/"):
+            body: Iterable[bytes] = self._metrics_app(environ, start_response)
+            return body
+        if path == "/healthz":
+            return _text(start_response, "200 OK", "ok\n")
+        if path == "/readyz":
+            if self.is_ready():
+                return _text(start_response, "200 OK", "ready\n")
+            return _text(start_response, "503 Service Unavailable", "not ready\n")
+        return _text(start_response, "404 Not Found", "try /metrics, /healthz or /readyz\n")
+
+    def start(self) -> Self:
+        """Bind and serve in a daemon thread."""
+        if self._server is not None:
+            return self
+        server_class = _ThreadingServer6 if ":" in self.host else _ThreadingServer
+        server = make_server(
+            self.host, self.port, self._app, server_class=server_class, handler_class=_QuietHandler
+        )
+        self._server = server
+        self.port = int(server.server_port)
+        self._thread = threading.Thread(
+            target=server.serve_forever, name="streamkit-metrics", daemon=True
+        )
+        self._thread.start()
+        log.info("serving metrics on %s/metrics", self.url)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _text(start_response: _Start, status: str, text: str) -> list[bytes]:
+    body = text.encode()
+    start_response(
+        status,
+        [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
+    )
+    return [body]
+
+
+def serve_metrics(
+    metrics: StreamkitMetrics | CollectorRegistry,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    ready: Callable[[], bool] | None = None,
+) -> MetricsServer:
+    """Start a :class:`MetricsServer` (stop it, or use it as a context manager)."""
+    return MetricsServer(metrics, host=host, port=port, ready=ready).start()
