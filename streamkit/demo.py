@@ -16,7 +16,8 @@ unset), or against your cluster, the demo
    lost (acknowledged ids never handled: must be 0), throughput and end-to-end latency
    percentiles (event timestamp → handler).
 
-Prometheus metrics are served while it runs when a metrics port is given.
+Prometheus metrics are served while it runs: on ``--metrics-port`` or
+``STREAMKIT_METRICS__PORT`` when given, else on a free port (printed at start).
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ class DemoSummary:
     consumers: int = 0
     cluster: str = ""
     bootstrap_servers: str = ""
-    metrics_url: str | None = None
+    metrics_url: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values."""
@@ -420,12 +421,11 @@ def run_demo(
         settings, cluster = stack.enter_context(_cluster(settings, console))
         settings = _demo_settings(settings, group)
         port = options.metrics_port if options.metrics_port is not None else settings.metrics.port
-        server: MetricsServer | None = None
-        if port is not None:
-            server = stack.enter_context(
-                MetricsServer(metrics, host=settings.metrics.host, port=port)
-            )
-            console.print(f"metrics: {server.url}/metrics  (health: /healthz, /readyz)")
+        # Without a configured port the metrics are still served, on a free one.
+        server = stack.enter_context(
+            MetricsServer(metrics, host=settings.metrics.host, port=port or 0)
+        )
+        console.print(f"metrics: {server.url}/metrics  (health: /healthz, /readyz)")
         partitions = max(options.partitions, options.consumers)
         dlq = topic + settings.consumer.dead_letter_suffix
         StreamkitAdmin(settings).ensure_topics(
@@ -441,8 +441,7 @@ def run_demo(
             deadline = time.monotonic() + _GROUP_TIMEOUT_S
             while not consumers.stable(partitions) and time.monotonic() < deadline:
                 time.sleep(_TICK_S)
-        if server is not None:
-            server.ready = True
+        server.ready = True
         startup_s = time.monotonic() - started
         outcome = _pump(settings, options, topic, producer, consumers, tracker, console)
         summary = _summary(options, outcome, tracker, consumers)
@@ -451,11 +450,11 @@ def run_demo(
         summary.wall_s = round(time.monotonic() - started, 3)
         summary.topic, summary.group, summary.cluster = topic, group, cluster
         summary.bootstrap_servers = settings.kafka.bootstrap_servers
-        summary.metrics_url = f"{server.url}/metrics" if server is not None else None
+        summary.metrics_url = f"{server.url}/metrics"
         consumers.stop()
         if report is not None:
             report(summary)
-        if server is not None and options.serve_after_s > 0:
+        if options.serve_after_s > 0:
             console.print(f"serving metrics for {options.serve_after_s:.0f} s more ...")
             time.sleep(options.serve_after_s)
     return summary
@@ -615,7 +614,7 @@ def demo_command(
         typer.Option(
             min=0,
             max=65535,
-            help="Serve Prometheus metrics here (default STREAMKIT_METRICS__PORT).",
+            help="Serve metrics on this port (default STREAMKIT_METRICS__PORT, else a free one).",
         ),
     ] = None,
     serve_after: Annotated[
