@@ -16,8 +16,9 @@ import trustme
 
 from streamkit.dedup import ClaimResult, RedisDedupStore, open_store
 from streamkit.errors import DedupStoreError
+from streamkit.testing.containers import free_port
 from streamkit.testing.images import TestKitError
-from streamkit.testing.redis import REDIS_URL_ENV, RedisEndpoint, RedisServer, _free_port
+from streamkit.testing.redis import REDIS_URL_ENV, RedisEndpoint, RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -138,7 +139,7 @@ def test_rediss_connects_over_tls_and_checks_the_certificate(tmp_path: Path) -> 
     ca.cert_pem.write_to_path(str(ca_file))
     cert.private_key_pem.write_to_path(str(key_file))
     cert.cert_chain_pems[0].write_to_path(str(cert_file))
-    tls_port = _free_port()
+    tls_port = free_port()
     tls_args = ["--tls-port", str(tls_port), "--tls-auth-clients", "no"]
     tls_args += ["--tls-cert-file", str(cert_file), "--tls-key-file", str(key_file)]
     with RedisServer(extra_args=tls_args):
