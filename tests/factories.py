@@ -5,32 +5,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-ORDER_SCHEMA = "streamkit.examples.orders.OrderPlaced"
+from streamkit.demo import ORDER_SCHEMA, order_payload
+
+__all__ = ["ORDER_SCHEMA", "PAYMENT_SCHEMA", "SAMPLES", "order", "payment"]
+
 PAYMENT_SCHEMA = "streamkit.examples.orders.PaymentReceived"
 
 
 def order(seq: int) -> dict[str, Any]:
-    """An Order payload; ``seq`` makes it unique."""
-    return {
-        "order_id": f"order-{seq}",
-        "customer_id": f"customer-{seq % 97}",
-        "status": "PLACED",
-        "items": [
-            {"sku": f"sku-{seq % 13}", "quantity": 1 + seq % 3, "unit_price_cents": 1999},
-            {"sku": "sku-gift-wrap", "quantity": 1, "unit_price_cents": 250},
-        ],
-        "total_cents": 1999 * (1 + seq % 3) + 250,
-        "currency": "EUR",
-        "shipping_address": {
-            "street": f"{seq % 200} Harbour Street",
-            "city": "Hamburg",
-            "postal_code": "20457",
-            "country": "DE",
-        },
-        "channel": "web",
-        "coupon": None if seq % 5 else "WELCOME10",
-        "placed_at": int(time.time() * 1000),
-    }
+    """An Order payload (the demo's); ``seq`` makes it unique."""
+    return order_payload(seq, int(time.time() * 1000))
 
 
 def payment(seq: int) -> dict[str, Any]:
