@@ -3,7 +3,8 @@
 Usage: python -m tests.integration.tx_worker INPUT OUTPUT [--hang-after N] [--batch-size B]
 
 Configured from ``STREAMKIT_*`` only (group id, transactional id, session timeout).
-Each input order becomes one output order on OUTPUT with status ``PAID``. With
+Each input order becomes one output order on OUTPUT with status ``PAID``, except
+``order(seq)`` with ``seq % 250 == 7``, whose transform always raises (dead letters). With
 ``--hang-after N``, the first transform call from the N-th on that is not the first of
 its transaction prints ``mid-transaction`` and blocks: outputs of that transaction are
 then produced but uncommitted, and the test kills the process. On SIGTERM prints a line
@@ -22,6 +23,13 @@ from streamkit.events import Event
 from streamkit.settings import load_settings
 from streamkit.transactional import Output, TransactionalProcessor
 from tests.factories import ORDER_SCHEMA
+
+FAILING_EVERY, FAILING_AT = 250, 7
+
+
+def order_seq(event: Event) -> int:
+    """The ``seq`` of tests.factories.order(seq) that made the event's payload."""
+    return int(event.payload["order_id"].rpartition("-")[2])
 
 
 def main() -> int:
@@ -44,6 +52,8 @@ def main() -> int:
         if args.hang_after and calls >= args.hang_after and calls_in_txn > 1:
             print("mid-transaction", flush=True)
             threading.Event().wait()  # until SIGKILL
+        if order_seq(event) % FAILING_EVERY == FAILING_AT:
+            raise ValueError(f"cannot bill {event.payload['order_id']}")
         # Decoded timestamp-millis fields are datetimes; the encoder's check wants ints.
         placed_at = int(event.payload["placed_at"].timestamp() * 1000)
         paid = {**event.payload, "status": "PAID", "placed_at": placed_at}
