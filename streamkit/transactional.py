@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 
 _POLL_TIMEOUT_S = 0.5
 _TXN_TIMEOUT_S = 30.0
+_COMMIT_ATTEMPTS = 5
 _QUEUE_FULL_WAIT_S = 0.05
 _OUTPUT_ID_NAMESPACE = uuid.UUID("6f1c2a4e-5b0d-4c8e-9a57-3d2e1f0b7c11")
 
@@ -380,13 +381,14 @@ class TransactionalProcessor:
 
     def _commit(self) -> None:
         client = self._producer.client
-        while True:
+        for attempt in range(1, _COMMIT_ATTEMPTS + 1):
             try:
                 client.commit_transaction(_TXN_TIMEOUT_S)
                 return
             except KafkaException as exc:
                 error: KafkaError = exc.args[0]
-                if error.retriable():
+                # librdkafka: a retriable commit error leaves the outcome open; commit again.
+                if error.retriable() and attempt < _COMMIT_ATTEMPTS:
                     log.info("commit transaction: %s; retrying", error.str())
                     continue
                 if error.txn_requires_abort():
