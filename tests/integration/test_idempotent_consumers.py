@@ -19,7 +19,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,8 +119,11 @@ class WorkerGroup:
         return self.killed + self.live
 
 
+MakeGroup = Callable[[str, dict[str, str]], WorkerGroup]
+
+
 @pytest.fixture
-def worker_group(python: str, child_env: dict[str, str], tmp_path: Path) -> Iterator[Any]:
+def worker_group(python: str, child_env: dict[str, str], tmp_path: Path) -> Iterator[MakeGroup]:
     """``worker_group(topic, env)`` makes a :class:`WorkerGroup`; all are killed after."""
     groups: list[WorkerGroup] = []
 
@@ -173,7 +176,7 @@ def test_duplicates_and_a_kill_leave_exactly_one_effect_per_event(
     streamkit_settings: StreamkitSettings,
     producer: EventProducer,
     topic_factory: TopicFactory,
-    worker_group: Any,
+    worker_group: MakeGroup,
     request: pytest.FixtureRequest,
     tmp_path: Path,
 ) -> None:

@@ -57,7 +57,7 @@ def read_topic(
                     found.append(message)
                     at_end.discard(message.partition())
                 elif error.code() == KafkaError._PARTITION_EOF:
-                    at_end.add(message.partition())
+                    at_end.add(message.partition() or 0)
         assert len(at_end) == partitions, f"{topic} not read to its end within 60 s"
     finally:
         reader.close()
