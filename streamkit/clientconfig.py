@@ -76,6 +76,11 @@ def _producer(settings: StreamkitSettings) -> dict[str, Any]:
         "compression.type": producer.compression_type,
         "delivery.timeout.ms": producer.delivery_timeout_ms,
         "transactional.id": producer.transactional_id,
+        # librdkafka refuses a transactional producer whose delivery timeout exceeds
+        # the transaction timeout (default 60 s, below streamkit's delivery default).
+        "transaction.timeout.ms": (
+            max(60_000, producer.delivery_timeout_ms) if producer.transactional_id else None
+        ),
         **producer.extra,
     }
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from streamkit.clientconfig import client_config
-from streamkit.dedup import ClaimResult, DedupStore
+from streamkit.dedup import ClaimResult, DedupStore, scoped_key
 from streamkit.errors import (
     ConfigError,
     ConfigProblem,
@@ -421,7 +421,10 @@ class EventConsumer:
         if self._dedup is None:
             return [None] * len(messages)
         # Scoped by group: two services reading one topic each handle every event once.
-        keys = [f"{self.group_id}:{dedup_key(message, self._dedup_key_fn)}" for message in messages]
+        keys = [
+            scoped_key(self.group_id, dedup_key(message, self._dedup_key_fn))
+            for message in messages
+        ]
         unique = list(dict.fromkeys(keys))
         results = dict(zip(unique, self._dedup.claim(unique), strict=True))
         for key, result in results.items():

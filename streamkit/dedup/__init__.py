@@ -16,6 +16,7 @@ from streamkit.dedup.base import (
     open_store,
     open_store_from_settings,
     release_one,
+    scoped_key,
 )
 from streamkit.dedup.memory import MemoryDedupStore
 from streamkit.dedup.redis import RedisDedupStore
@@ -36,4 +37,5 @@ __all__ = [
     "open_store",
     "open_store_from_settings",
     "release_one",
+    "scoped_key",
 ]

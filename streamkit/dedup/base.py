@@ -69,6 +69,7 @@ __all__ = [
     "open_store",
     "open_store_from_settings",
     "release_one",
+    "scoped_key",
 ]
 
 # Same defaults as streamkit.settings.DedupSettings (checked by a unit test).
@@ -132,6 +133,17 @@ def complete_one(store: DedupStore, key: str) -> None:
 def release_one(store: DedupStore, key: str) -> None:
     """Release a single key: ``store.release([key])``."""
     store.release([key])
+
+
+def scoped_key(group: str, key: str) -> str:
+    """The dedup key a consumer group uses for an event key: ``"<group>:<key>"``.
+
+    :class:`~streamkit.consumer.EventConsumer` claims and completes this key, so two
+    groups reading one topic each handle every event once. A handler that records its
+    own effects with :func:`~streamkit.dedup.exactly_once` passes the same key, so that
+    its mark and the consumer's are one row.
+    """
+    return f"{group}:{key}"
 
 
 def check_ttl(name: str, value: float) -> float:

@@ -12,17 +12,30 @@ claims, at most every ``purge_interval_s``.
 Exactly once into the same database
 -----------------------------------
 
-When the handler's effect is a write to SQLite, put the handler's tables in the dedup
-file and let :meth:`SqliteDedupStore.transaction` (or :func:`exactly_once` on your own
-connection) commit the effect and the "done" mark in one transaction. A crash before
-the commit leaves neither; a redelivery after it is skipped::
+A dedup store alone is at least once for the handler's effects: a consumer killed
+after the effect but before :meth:`~SqliteDedupStore.complete` has the event handled
+again once its claim expires. When the effect is a write to SQLite, close that gap: put
+the handler's tables in the dedup file and let :meth:`SqliteDedupStore.transaction` (or
+:func:`exactly_once` on your own connection) commit the effect and the "done" mark in one
+transaction. A crash before the commit leaves neither; a redelivery after it is skipped.
+Use the key the consumer claims, :func:`~streamkit.dedup.scoped_key` of its group and
+the event id, so that the mark is the consumer's own and a redelivery is skipped before
+the handler runs::
 
     store = SqliteDedupStore("/var/lib/orders/orders.db")
-    with store.transaction(event.id) as conn:
-        if conn is None:
-            return  # done before: skip
-        conn.execute("INSERT INTO orders VALUES (?, ?)", (event.id, event.payload["total"]))
-    # committed here together with the dedup mark; an exception rolls back both
+
+    def handle(event: Event) -> None:
+        with store.transaction(scoped_key(GROUP, event.id)) as conn:
+            if conn is None:
+                return  # done before: skip
+            conn.execute("INSERT INTO orders VALUES (?, ?)", (event.id, event.payload["total"]))
+        # committed here together with the dedup mark; an exception rolls back both
+
+    EventConsumer(["orders"], handle, dedup=store).run()
+
+With a Redis store shared by a consumer group, run :func:`exactly_once` on the
+database's connection with the same key: Redis skips duplicates across the group, and
+the database's own mark stops the rare second effect after a crash.
 
 Inside the block, do not commit or roll back, and do not call other methods of the
 store. The block holds the database write lock, so keep it short. It checks only
@@ -166,7 +179,8 @@ def exactly_once(
 
     Args:
         conn: a connection not currently in a transaction.
-        key: the event id.
+        key: the event's dedup key; under an :class:`~streamkit.consumer.EventConsumer`
+            the one it claims, ``scoped_key(group, event.id)``.
         ttl_s: seconds the completed mark is kept.
         clock: unix seconds (injectable for tests).
 

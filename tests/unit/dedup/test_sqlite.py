@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from streamkit.dedup import ClaimResult, SqliteDedupStore, exactly_once, open_store
+from streamkit.dedup import ClaimResult, SqliteDedupStore, exactly_once, open_store, scoped_key
 from streamkit.dedup.sqlite import TABLE
 from streamkit.errors import DedupStoreError
 from tests.unit.dedup.conftest import FakeClock
@@ -227,3 +227,18 @@ def test_exactly_once_on_an_application_connection(tmp_path: Path, clock: FakeCl
         with exactly_once(conn, "e2"):
             pass
     conn.close()
+
+
+def test_transaction_under_the_consumer_key_is_the_stores_own_mark(tmp_path: Path) -> None:
+    store = SqliteDedupStore(tmp_path / "effects.db")
+    key = scoped_key("billing", "e-1")
+    assert key == "billing:e-1"
+    assert store.claim([key]) == [CLAIMED]  # what EventConsumer does first
+    with store.transaction(key) as conn:
+        assert conn is not None
+        conn.execute("CREATE TABLE invoices (event_id TEXT)")
+        conn.execute("INSERT INTO invoices VALUES ('e-1')")
+    # Killed here, before complete(): a redelivery is skipped before the handler runs.
+    with SqliteDedupStore(tmp_path / "effects.db") as restarted:
+        assert restarted.claim([key]) == [DUPLICATE]
+    store.close()
