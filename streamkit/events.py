@@ -148,7 +148,8 @@ class EventEncoder:
 
         Raises:
             SchemaValidationError: the record breaks the schema (field path named).
-            SerializationError: fastavro could not encode a record that validated.
+            SerializationError: a record that validated could not be encoded (fastavro, or
+                JSON for values such as NaN or datetime).
         """
         record = self.record(event)
         if isinstance(self.schema, JsonSchema):
