@@ -144,7 +144,7 @@ class EventEncoder:
         }
 
     def encode(self, event: Event) -> bytes:
-        """Validate ``event`` and return its framed Avro value.
+        """Validate ``event`` and return its framed value (Avro or JSON body).
 
         Raises:
             SchemaValidationError: the record breaks the schema (field path named).
