@@ -9,6 +9,7 @@ import urllib.request
 import uuid
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import ConfigResource  # type: ignore[attr-defined]
 
 from streamkit.admin import StreamkitAdmin, TopicSpec
@@ -39,6 +40,17 @@ def _sample(text: str, name: str, **labels: str) -> float:
     raise AssertionError(f"{name}{labels} not exported")
 
 
+def _records(text: str, topic: str) -> int:
+    """Records the exported uncompressed figures cover (0 before the first statistics)."""
+    labels = {"topic": topic, "stage": "uncompressed"}
+    try:
+        total = _sample(text, "streamkit_produced_bytes_total", **labels)
+        average = _sample(text, "streamkit_produced_bytes_per_event", **labels)
+    except AssertionError:
+        return 0
+    return round(total / average) if average else 0
+
+
 def test_default_codec_is_on_the_wire_and_bytes_are_exported(
     streamkit_settings: StreamkitSettings, schemas: SchemaSet, topic_factory: TopicFactory
 ) -> None:
@@ -66,13 +78,12 @@ def test_default_codec_is_on_the_wire_and_bytes_are_exported(
         assert all(future.exception(0) is None for future in futures)
         deadline = time.monotonic() + 15
         per_event = "streamkit_produced_bytes_per_event"
+        # Statistics from before the flush may still show part of the records: wait for a
+        # window that covers all of them (total bytes / bytes per event = records).
         while time.monotonic() < deadline:
             with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as response:  # noqa: S310 (loopback)
                 text = response.read().decode()
-            if f'{per_event}{{stage="compressed",topic="{topic}"}}' in text and (
-                _sample(text, "streamkit_produced_bytes_total", topic=topic, stage="uncompressed")
-                > 0
-            ):
+            if _records(text, topic) == count:
                 break
             time.sleep(0.2)
 
@@ -81,13 +92,14 @@ def test_default_codec_is_on_the_wire_and_bytes_are_exported(
     assert sum(int(n) for n, _ in batches) == count
     assert {codec for _, codec in batches} == {"zstd"}
 
+    assert _records(text, topic) == count, "statistics never covered every record"
     raw = _sample(text, per_event, topic=topic, stage="uncompressed")
     wire = _sample(text, per_event, topic=topic, stage="compressed")
-    raw_total = _sample(text, "streamkit_produced_bytes_total", topic=topic, stage="uncompressed")
+    wire_total = _sample(text, "streamkit_produced_bytes_total", topic=topic, stage="compressed")
     # Key-less Avro order envelopes are ~170 bytes; zstd batches carry them in far fewer.
     assert 120 < raw < 260
-    assert raw_total == pytest.approx(raw * count)
     assert 0 < wire < raw / 2
+    assert wire_total == pytest.approx(wire * count)
 
 
 def test_retention_from_settings_applies_to_ensured_topics(
@@ -96,8 +108,17 @@ def test_retention_from_settings_applies_to_ensured_topics(
     def retention(settings: StreamkitSettings, topic: str) -> str:
         admin = StreamkitAdmin(settings)
         resource = ConfigResource("topic", topic)
-        configs = admin.client.describe_configs([resource])[resource].result(timeout=30)
-        return str(configs["retention.ms"].value)
+        deadline = time.monotonic() + 30
+        while True:  # a just-created topic may take a moment to reach the broker's metadata
+            try:
+                configs = admin.client.describe_configs([resource])[resource].result(timeout=30)
+                return str(configs["retention.ms"].value)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    raise
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     day = streamkit_settings.model_copy(update={"topics": TopicSettings(retention_ms=86_400_000)})
     topic = f"test-retention-{uuid.uuid4().hex[:8]}"
