@@ -15,7 +15,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     OffsetSpec,
 )
 
-from streamkit.clientconfig import client_config
+from streamkit.clientconfig import client_config, topic_config
 from streamkit.errors import KafkaClientError, translate_kafka_error
 from streamkit.settings import StreamkitSettings, load_settings
 
@@ -26,7 +26,7 @@ _TIMEOUT_S = 30.0
 
 @dataclass(frozen=True)
 class TopicSpec:
-    """A topic as it should be."""
+    """A topic as it should be; ``config`` wins over the ``STREAMKIT_TOPICS__*`` defaults."""
 
     name: str
     partitions: int = 3
@@ -112,7 +112,7 @@ class StreamkitAdmin:
                         spec.name, "partitions increased", f"{existing} -> {spec.partitions}"
                     )
                 )
-            if spec.config:
+            if self._configs(spec):
                 done.append(self._set_configs(spec))
             detail = f"has {existing} partitions (declared {spec.partitions})"
             changes.extend(
@@ -121,12 +121,15 @@ class StreamkitAdmin:
             )
         return changes
 
+    def _configs(self, spec: TopicSpec) -> dict[str, str]:
+        return {**topic_config(self.settings), **spec.config}
+
     def _create(self, spec: TopicSpec) -> TopicChange:
         new = NewTopic(
             spec.name,
             num_partitions=spec.partitions,
             replication_factor=spec.replication_factor,
-            config=dict(spec.config),
+            config=self._configs(spec),
         )
         for future in self._admin.create_topics([new], operation_timeout=_TIMEOUT_S).values():
             try:
@@ -142,7 +145,9 @@ class StreamkitAdmin:
             self._admin.describe_configs([resource])[resource], "describe configs", spec.name
         )
         differing = {
-            k: v for k, v in spec.config.items() if k not in current or current[k].value != str(v)
+            k: v
+            for k, v in self._configs(spec).items()
+            if k not in current or current[k].value != str(v)
         }
         if not differing:
             return TopicChange(spec.name, "unchanged")

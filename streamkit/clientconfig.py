@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from streamkit.settings import SecuritySettings, StreamkitSettings
 
-__all__ = ["ClientRole", "client_config", "masked"]
+__all__ = ["ClientRole", "client_config", "masked", "topic_config"]
 
 ClientRole = Literal["producer", "consumer", "admin", "schema_registry"]
 OAuthCallback = Callable[[str], tuple[str, float]]
@@ -157,6 +157,13 @@ def client_config(
         for key, value in conf.items()
         if value is not None
     }
+
+
+def topic_config(settings: StreamkitSettings) -> dict[str, str]:
+    """The topic-level configs that settings ask for (``STREAMKIT_TOPICS__*``), as strings."""
+    topics = settings.topics
+    conf = {"retention.ms": topics.retention_ms, "retention.bytes": topics.retention_bytes}
+    return {key: str(value) for key, value in conf.items() if value is not None}
 
 
 def is_secret_key(key: str) -> bool:

@@ -23,7 +23,7 @@ from streamkit.errors import SchemaCompatibilityError, StreamkitError
 from streamkit.events import Event
 from streamkit.producer import EventProducer
 from streamkit.registry import SchemaRegistry
-from streamkit.schemas import AvroSchema, load_schemas, subject_name
+from streamkit.schemas import ValueSchema, load_schemas, subject_name
 from streamkit.settings import StreamkitSettings, load_settings
 
 __all__ = [
@@ -60,12 +60,12 @@ def settings_or_exit() -> StreamkitSettings:
         return load_settings()
 
 
-def _subject(settings: StreamkitSettings, schema: AvroSchema) -> str:
+def _subject(settings: StreamkitSettings, schema: ValueSchema) -> str:
     topic = schema.topic or ""
     return subject_name(settings.schema_registry.subject_name_strategy, topic, schema.name)
 
 
-def _top_level(directory: Path) -> list[AvroSchema]:
+def _top_level(directory: Path) -> list[ValueSchema]:
     schemas = load_schemas(directory).top_level()
     if not schemas:
         typer.echo(f'error: no schema in {directory} declares "streamkit.topic"', err=True)

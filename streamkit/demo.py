@@ -49,7 +49,7 @@ from streamkit.dedup import DedupStore, open_store, open_store_from_settings
 from streamkit.delivery import DeliveryFuture
 from streamkit.errors import ConfigError, ConfigProblem, StreamkitError
 from streamkit.events import Event
-from streamkit.metrics import MetricsServer, StreamkitMetrics
+from streamkit.metrics import BYTE_STAGES, MetricsServer, StreamkitMetrics
 from streamkit.producer import EventProducer
 from streamkit.schemas import SchemaSet, load_schemas
 from streamkit.settings import StreamkitSettings, load_settings
@@ -113,6 +113,9 @@ class DemoSummary:
     cluster: str = ""
     bootstrap_servers: str = ""
     metrics_url: str = ""
+    compression_type: str = ""
+    bytes_per_event: float = 0.0
+    compressed_bytes_per_event: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values."""
@@ -135,6 +138,10 @@ class DemoSummary:
             ("end-to-end latency p50", f"{self.p50_ms:,.1f} ms"),
             ("end-to-end latency p99", f"{self.p99_ms:,.1f} ms"),
             ("time to first event", f"{self.time_to_first_event_s:,.1f} s"),
+            (
+                f"bytes per event ({self.compression_type})",
+                f"{self.bytes_per_event:,.0f} -> {self.compressed_bytes_per_event:,.0f}",
+            ),
             ("wall time", f"{self.wall_s:,.1f} s"),
         ]
         for name, value in rows:
@@ -451,6 +458,10 @@ def run_demo(
         summary.topic, summary.group, summary.cluster = topic, group, cluster
         summary.bootstrap_servers = settings.kafka.bootstrap_servers
         summary.metrics_url = f"{server.url}/metrics"
+        summary.compression_type = settings.producer.compression_type
+        summary.bytes_per_event, summary.compressed_bytes_per_event = _bytes_per_event(
+            metrics, topic, settings.metrics.statistics_interval_ms
+        )
         consumers.stop()
         if report is not None:
             report(summary)
@@ -567,6 +578,23 @@ def _pump(
         outcome.pipeline_s = time.monotonic() - began
         refresh()
     return outcome
+
+
+def _bytes_per_event(
+    metrics: StreamkitMetrics, topic: str, interval_ms: int
+) -> tuple[float, float]:
+    """(uncompressed, compressed) bytes per produced record, from the producer statistics."""
+    deadline = time.monotonic() + interval_ms / 1000 + 0.5  # one statistics window at most
+    while True:
+        figures = [
+            metrics.registry.get_sample_value(
+                "streamkit_produced_bytes_per_event", {"topic": topic, "stage": stage}
+            )
+            for stage in BYTE_STAGES
+        ]
+        if all(figures) or interval_ms <= 0 or time.monotonic() > deadline:
+            return round(figures[0] or 0.0, 1), round(figures[1] or 0.0, 1)
+        time.sleep(_TICK_S)
 
 
 def _summary(

@@ -5,7 +5,9 @@ An event has an ``id`` (UUID), a ``timestamp`` (epoch milliseconds), a ``type`` 
 4-byte big-endian schema id, the Avro body), so any Confluent-compatible client reads
 it. When the value schema is an *envelope* (a record with the fields ``id``,
 ``timestamp``, ``type`` and ``payload``) the whole envelope is the value; otherwise the
-payload alone is. Either way id, type and timestamp also travel as headers
+payload alone is. A JSON Schema value travels the same way with a UTF-8 JSON body (as
+Confluent's ``JSONSerializer`` writes it); the decoder picks Avro or JSON by the writer
+schema's type. Either way id, type and timestamp also travel as headers
 (``event-id``, ``event-type``, ``event-time``), so that deduplication never has to
 decode the value.
 """
@@ -13,6 +15,7 @@ decode the value.
 from __future__ import annotations
 
 import io
+import json
 import struct
 import time
 import uuid
@@ -23,8 +26,13 @@ from typing import Any, Protocol
 
 from fastavro import schemaless_reader, schemaless_writer
 
-from streamkit.errors import DeserializationError, SerializationError, StreamkitError
-from streamkit.schemas import AvroSchema, validate_record
+from streamkit.errors import (
+    DeserializationError,
+    SchemaValidationError,
+    SerializationError,
+    StreamkitError,
+)
+from streamkit.schemas import AvroSchema, JsonSchema, ValueSchema, validate_record
 
 __all__ = [
     "ENVELOPE_FIELDS",
@@ -115,7 +123,7 @@ class EventEncoder:
 
     __slots__ = ("_prefix", "envelope", "schema", "schema_id")
 
-    def __init__(self, schema: AvroSchema, schema_id: int) -> None:
+    def __init__(self, schema: ValueSchema, schema_id: int) -> None:
         self.schema = schema
         self.schema_id = schema_id
         self.envelope = schema.field_names >= ENVELOPE_FIELDS
@@ -136,13 +144,16 @@ class EventEncoder:
         }
 
     def encode(self, event: Event) -> bytes:
-        """Validate ``event`` and return its framed Avro value.
+        """Validate ``event`` and return its framed value (Avro or JSON body).
 
         Raises:
             SchemaValidationError: the record breaks the schema (field path named).
-            SerializationError: fastavro could not encode a record that validated.
+            SerializationError: a record that validated could not be encoded (fastavro, or
+                JSON for values such as NaN or datetime).
         """
         record = self.record(event)
+        if isinstance(self.schema, JsonSchema):
+            return self._prefix + _json_body(self.schema, record)
         validate_record(self.schema, record)
         buffer = io.BytesIO()
         buffer.write(self._prefix)
@@ -163,10 +174,29 @@ class EventEncoder:
         ]
 
 
+def _json_body(schema: JsonSchema, record: Any) -> bytes:
+    schema.validate(record)
+    try:
+        # allow_nan=False: NaN/Infinity are not JSON, and other readers reject them.
+        text = json.dumps(record, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (ValueError, TypeError) as exc:
+        raise SerializationError(f"cannot encode {schema.name} as JSON: {exc}") from exc
+    return text.encode("utf-8")
+
+
+def _read_body(writer: ValueSchema, body: memoryview, reader: AvroSchema | None) -> Any:
+    if isinstance(writer, JsonSchema):
+        record = json.loads(bytes(body))
+        # Like Confluent's JSONDeserializer: a value must match the schema it names.
+        writer.validate(record)
+        return record
+    return schemaless_reader(io.BytesIO(body), writer.parsed, reader.parsed if reader else None)
+
+
 class WriterSchemaSource(Protocol):
     """Anything that resolves a schema id to its writer schema (the registry)."""
 
-    def schema_by_id(self, schema_id: int) -> AvroSchema:
+    def schema_by_id(self, schema_id: int) -> ValueSchema:
         """The writer schema registered under ``schema_id``."""
         ...
 
@@ -188,7 +218,8 @@ class EventDecoder:
 
     Args:
         schemas: resolves writer schema ids (fetched once each, then cached).
-        reader_schemas: optional reader schema per topic, for schema evolution.
+        reader_schemas: optional Avro reader schema per topic, for schema evolution
+            (JSON values are read as written and checked against their writer schema).
     """
 
     def __init__(
@@ -213,16 +244,21 @@ class EventDecoder:
             DeserializationError: not wire format, unknown schema id, or a body that
                 does not match its writer schema; topic/partition/offset are attached.
         """
+        writer: ValueSchema | None = None
         try:
             schema_id, body = unframe(value)
             writer = self._schemas.schema_by_id(schema_id)
-            reader = self._readers.get(topic)
-            record = schemaless_reader(
-                io.BytesIO(body), writer.parsed, reader.parsed if reader else None
-            )
+            record = _read_body(writer, body, self._readers.get(topic))
         except DeserializationError as exc:
             raise DeserializationError(
                 str(exc), topic=topic, partition=partition, offset=offset
+            ) from exc
+        except SchemaValidationError as exc:
+            raise DeserializationError(
+                f"JSON body does not match its writer schema: {exc}",
+                topic=topic,
+                partition=partition,
+                offset=offset,
             ) from exc
         except StreamkitError as exc:
             raise DeserializationError(
@@ -232,8 +268,9 @@ class EventDecoder:
                 offset=offset,
             ) from exc
         except Exception as exc:  # fastavro raises EOFError, ValueError, IndexError, ...
+            kind = "JSON" if isinstance(writer, JsonSchema) else "Avro"
             raise DeserializationError(
-                f"Avro body does not match writer schema: {type(exc).__name__}: {exc}",
+                f"{kind} body does not match writer schema: {type(exc).__name__}: {exc}",
                 topic=topic,
                 partition=partition,
                 offset=offset,
@@ -243,7 +280,7 @@ class EventDecoder:
     @staticmethod
     def _event(
         record: Any,
-        writer: AvroSchema,
+        writer: ValueSchema,
         schema_id: int,
         topic: str,
         partition: int | None,

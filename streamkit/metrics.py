@@ -10,10 +10,15 @@ children per topic, so the per-record cost is a dict lookup and an increment::
     with serve_metrics(metrics, port=9400), EventProducer(settings, metrics=metrics) as p:
         ...
 
-Labels are kept low-cardinality: ``topic``, ``group``, a bounded ``reason`` or ``kind``,
-and ``partition`` for consumer lag only — never a key or an event id. Consumer lag and
-producer queue depth come from librdkafka's statistics (``stats_cb``, every
-``STREAMKIT_METRICS__STATISTICS_INTERVAL_MS``).
+Labels are kept low-cardinality: ``topic``, ``group``, a bounded ``reason``, ``kind`` or
+``stage``, and ``partition`` for consumer lag only — never a key or an event id. Consumer
+lag, producer queue depth and produced bytes come from librdkafka's statistics
+(``stats_cb``, every ``STREAMKIT_METRICS__STATISTICS_INTERVAL_MS``).
+
+Produced bytes (the cost levers of compression and batching) have two stages:
+``uncompressed`` is key + value bytes handed over (partition ``txbytes``), ``compressed``
+is the record batches as sent and stored (topic ``batchsize``: after compression, with
+headers and batch framing; equal to the broker's log segment bytes).
 
 The endpoint serves ``/metrics`` (Prometheus text format), ``/healthz`` (the process is
 up) and ``/readyz`` (503 until :attr:`MetricsServer.ready` is set, or while the
@@ -38,6 +43,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
 __all__ = [
+    "BYTE_STAGES",
     "EVENT_AGE_BUCKETS",
     "HANDLER_BUCKETS",
     "ConsumerMetrics",
@@ -56,6 +62,7 @@ HANDLER_BUCKETS = (
 EVENT_AGE_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
 )  # fmt: skip
+BYTE_STAGES = ("uncompressed", "compressed")
 
 
 class StreamkitMetrics:
@@ -86,6 +93,20 @@ class StreamkitMetrics:
             f"{PREFIX}_producer_queue_messages",
             "Messages waiting in the producer's queues (librdkafka statistics).",
             ["client_id"],
+            registry=reg,
+        )
+        self.produced_bytes = Counter(
+            f"{PREFIX}_produced_bytes",
+            "Bytes produced, by stage: uncompressed (key + value) and compressed (record "
+            "batches on the wire; librdkafka statistics).",
+            ["topic", "stage"],
+            registry=reg,
+        )
+        self.produced_bytes_per_event = Gauge(
+            f"{PREFIX}_produced_bytes_per_event",
+            "Average bytes per produced record since the producer started, by stage "
+            "(librdkafka statistics).",
+            ["topic", "stage"],
             registry=reg,
         )
         self.consumed = Counter(
@@ -206,6 +227,11 @@ class ProducerMetrics:
         self._delivered = _Children(metrics.delivered)
         self._errors = _Children(metrics.delivery_errors)
         self._queue = metrics.producer_queue.labels(client_id)
+        self._bytes = _Children(metrics.produced_bytes)
+        self._per_event = _Children(metrics.produced_bytes_per_event)
+        # Cumulative (bytes, records) per (topic, stage): partition txbytes/txmsgs are
+        # running totals, topic batchsize/batchcnt cover one statistics window each.
+        self._totals: dict[tuple[str, str], tuple[int, int]] = {}
 
     def __repr__(self) -> str:
         return f"ProducerMetrics(client_id={self.client_id!r})"
@@ -223,12 +249,36 @@ class ProducerMetrics:
         self._errors(topic, reason.strip("_").lower()).inc()
 
     def on_statistics(self, stats_json: str) -> None:
-        """``stats_cb``: the producer's queue depth from librdkafka statistics."""
+        """``stats_cb``: queue depth and produced bytes from librdkafka statistics."""
         try:
             stats = json.loads(stats_json)
             self._queue.set(float(stats.get("msg_cnt", 0)))
-        except (ValueError, TypeError, AttributeError):
+            for topic, figures in (stats.get("topics") or {}).items():
+                self._count_bytes(topic, figures)
+        except (ValueError, TypeError, AttributeError, KeyError):
             log.debug("unreadable producer statistics", exc_info=True)
+
+    def _count_bytes(self, topic: str, figures: dict[str, Any]) -> None:
+        partitions = [p for p in figures.get("partitions", {}).values() if p["partition"] >= 0]
+        uncompressed = (
+            sum(int(p["txbytes"]) for p in partitions),
+            sum(int(p["txmsgs"]) for p in partitions),
+        )
+        before = self._totals.get((topic, "uncompressed"), (0, 0))
+        self._add(topic, "uncompressed", uncompressed[0] - before[0], uncompressed)
+        window_bytes = int(figures.get("batchsize", {}).get("sum", 0))
+        window_records = int(figures.get("batchcnt", {}).get("sum", 0))
+        bytes_, records = self._totals.get((topic, "compressed"), (0, 0))
+        self._add(
+            topic, "compressed", window_bytes, (bytes_ + window_bytes, records + window_records)
+        )
+
+    def _add(self, topic: str, stage: str, delta: int, total: tuple[int, int]) -> None:
+        self._totals[(topic, stage)] = total
+        if delta > 0:
+            self._bytes(topic, stage).inc(delta)
+        if total[1] > 0:
+            self._per_event(topic, stage).set(total[0] / total[1])
 
 
 class ConsumerMetrics:

@@ -23,7 +23,7 @@ from streamkit.errors import (
     RegistryError,
     SchemaCompatibilityError,
 )
-from streamkit.schemas import AvroSchema
+from streamkit.schemas import AvroSchema, EventSchema, JsonSchema, ValueSchema
 from streamkit.settings import StreamkitSettings, env_var_name
 
 __all__ = ["CompatibilityReport", "SchemaRegistry", "registry_errors"]
@@ -91,7 +91,7 @@ class SchemaRegistry:
         self.settings = settings.schema_registry
         self._client = client or SchemaRegistryClient(client_config(settings, "schema_registry"))
         self._ids: dict[tuple[str, str], int] = {}
-        self._by_id: dict[int, AvroSchema] = {}
+        self._by_id: dict[int, ValueSchema] = {}
 
     def __repr__(self) -> str:
         return f"SchemaRegistry(url={self.settings.url!r})"
@@ -111,7 +111,7 @@ class SchemaRegistry:
         """The underlying Confluent client (for interop)."""
         return self._client
 
-    def register(self, subject: str, schema: AvroSchema) -> int:
+    def register(self, subject: str, schema: EventSchema) -> int:
         """Register ``schema`` under ``subject`` (idempotent) and return its id.
 
         Raises:
@@ -128,7 +128,9 @@ class SchemaRegistry:
             self.set_compatibility(subject, self.settings.compatibility)
         try:
             with registry_errors("register a schema", subject=subject):
-                schema_id = self._client.register_schema(subject, Schema(schema.text, "AVRO"))
+                schema_id = self._client.register_schema(
+                    subject, Schema(schema.text, schema.schema_type)
+                )
         except RegistryError as exc:
             if exc.http_status == _INCOMPATIBLE:
                 # Confluent explains in the verbose check; Apicurio only in the 409 body.
@@ -140,8 +142,12 @@ class SchemaRegistry:
                 ) from exc
             raise
         self._ids[key] = schema_id
-        self._by_id.setdefault(schema_id, schema)
+        self._remember(schema_id, schema)
         return schema_id
+
+    def _remember(self, schema_id: int, schema: EventSchema) -> None:
+        if isinstance(schema, AvroSchema | JsonSchema):
+            self._by_id.setdefault(schema_id, schema)
 
     def _exists(self, subject: str) -> bool:
         try:
@@ -155,28 +161,33 @@ class SchemaRegistry:
             raise
         return True
 
-    def lookup(self, subject: str, schema: AvroSchema) -> int:
+    def lookup(self, subject: str, schema: EventSchema) -> int:
         """The id of ``schema`` already registered under ``subject`` (no registration)."""
         key = (subject, schema.text)
         cached = self._ids.get(key)
         if cached is None:
             with registry_errors("look up a schema", subject=subject):
-                registered = self._client.lookup_schema(subject, Schema(schema.text, "AVRO"))
+                registered = self._client.lookup_schema(
+                    subject, Schema(schema.text, schema.schema_type)
+                )
             if registered.schema_id is None:
                 raise RegistryError(f"subject {subject!r} returned no schema id")
             cached = self._ids[key] = registered.schema_id
-            self._by_id.setdefault(cached, schema)
+            self._remember(cached, schema)
         return cached
 
-    def schema_by_id(self, schema_id: int) -> AvroSchema:
-        """The writer schema of ``schema_id``, fetched once and cached."""
+    def schema_by_id(self, schema_id: int) -> ValueSchema:
+        """The writer schema of ``schema_id`` (Avro or JSON Schema), fetched once and cached."""
         cached = self._by_id.get(schema_id)
         if cached is None:
             with registry_errors(f"look up schema id {schema_id}"):
                 registered = self._client.get_schema(schema_id)
             if registered.schema_str is None:
                 raise RegistryError(f"schema id {schema_id} has no definition in the registry")
-            cached = AvroSchema.from_definition(registered.schema_str)
+            if registered.schema_type == JsonSchema.schema_type:
+                cached = JsonSchema.from_definition(registered.schema_str)
+            else:  # the registry omits schemaType for Avro, the default
+                cached = AvroSchema.from_definition(registered.schema_str)
             self._by_id[schema_id] = cached
         return cached
 
@@ -196,14 +207,14 @@ class SchemaRegistry:
         with registry_errors(f"set compatibility {level}", subject=subject):
             self._client.set_compatibility(subject_name=subject, level=level)
 
-    def check(self, subject: str, schema: AvroSchema) -> CompatibilityReport:
+    def check(self, subject: str, schema: EventSchema) -> CompatibilityReport:
         """Whether ``schema`` could be registered under ``subject``, without registering.
 
         A subject with no versions yet accepts anything.
         """
         if not self._exists(subject):  # Apicurio answers "compatible" for a missing subject
             return CompatibilityReport(subject, schema.name, True, new_subject=True)
-        body: dict[str, Any] = {"schema": schema.text, "schemaType": "AVRO"}
+        body: dict[str, Any] = {"schema": schema.text, "schemaType": schema.schema_type}
         try:
             with registry_errors("check compatibility", subject=subject):
                 # The public test_compatibility() drops the registry's reasons; the same

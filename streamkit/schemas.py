@@ -1,4 +1,8 @@
-"""Avro schemas: load ``.avsc`` files, validate records, name subjects.
+"""Event schemas: load ``.avsc`` (Avro) and ``.json`` (JSON Schema) files, validate records.
+
+Both kinds share the :class:`EventSchema` protocol (name, text, schema type, topic,
+``validate``), so the registry, the producer and the consumer treat them alike; JSON
+Schema lives in :mod:`streamkit.jsonschemas`.
 
 Every ``.avsc`` file under a directory is parsed once with fastavro. A file may use
 named types defined in other files, whatever the file names: files are parsed in
@@ -18,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, ClassVar, Literal, Protocol, cast
 
 from fastavro.schema import parse_schema
 
@@ -28,13 +32,18 @@ except ImportError:  # pragma: no cover - pure-Python fastavro
     from fastavro._validation_py import _validate
 
 from streamkit.errors import SchemaLoadError, SchemaValidationError
+from streamkit.jsonschemas import JsonSchema
 from streamkit.validation import Check, compile_check
 
 __all__ = [
     "TOPIC_ATTRIBUTE",
     "AvroSchema",
+    "EventSchema",
+    "JsonSchema",
     "SchemaSet",
+    "SchemaType",
     "SubjectNameStrategy",
+    "ValueSchema",
     "load_schemas",
     "subject_name",
     "validate_record",
@@ -44,6 +53,40 @@ TOPIC_ATTRIBUTE = "streamkit.topic"
 SubjectNameStrategy = Literal["topic", "record", "topic_record"]
 _NAMED_TYPES = frozenset({"record", "enum", "fixed"})
 _MISSING = object()
+SchemaType = Literal["AVRO", "JSON"]
+
+
+class EventSchema(Protocol):
+    """What every value schema offers, whatever its type (Avro, JSON Schema)."""
+
+    @property
+    def name(self) -> str:
+        """Full name (Avro ``namespace.Name``, JSON Schema ``title``)."""
+        ...
+
+    @property
+    def text(self) -> str:
+        """The definition as registered."""
+        ...
+
+    @property
+    def schema_type(self) -> SchemaType:
+        """The registry's ``schemaType``."""
+        ...
+
+    @property
+    def topic(self) -> str | None:
+        """The topic the schema declares with ``streamkit.topic``."""
+        ...
+
+    @property
+    def field_names(self) -> frozenset[str]:
+        """Top-level field names (empty when the record is not an object)."""
+        ...
+
+    def validate(self, record: Any) -> None:
+        """Raise SchemaValidationError naming the failing field path, expected and actual."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -61,6 +104,7 @@ class AvroSchema:
     definition: dict[str, Any]
     parsed: dict[str, Any] = field(repr=False, compare=False)
     path: Path | None = None
+    schema_type: ClassVar[Literal["AVRO"]] = "AVRO"
 
     @property
     def text(self) -> str:
@@ -77,6 +121,10 @@ class AvroSchema:
     def check(self) -> Check:
         """The compiled ``check(record) -> bool`` (see :mod:`streamkit.validation`)."""
         return compile_check(self.parsed, self.named_types)
+
+    def validate(self, record: Any) -> None:
+        """Check ``record``; see :func:`validate_record`."""
+        validate_record(self, record)
 
     @property
     def named_types(self) -> dict[str, Any]:
@@ -100,14 +148,17 @@ class AvroSchema:
         return cls(name=_full_name(raw, ""), definition=raw, parsed=parsed)
 
 
-class SchemaSet(Mapping[str, AvroSchema]):
+ValueSchema = AvroSchema | JsonSchema
+
+
+class SchemaSet(Mapping[str, ValueSchema]):
     """The schemas loaded from a directory, by full name."""
 
-    def __init__(self, schemas: Mapping[str, AvroSchema], directory: Path | None = None) -> None:
+    def __init__(self, schemas: Mapping[str, ValueSchema], directory: Path | None = None) -> None:
         self._schemas = dict(schemas)
         self.directory = directory
 
-    def __getitem__(self, name: str) -> AvroSchema:
+    def __getitem__(self, name: str) -> ValueSchema:
         try:
             return self._schemas[name]
         except KeyError:
@@ -123,7 +174,7 @@ class SchemaSet(Mapping[str, AvroSchema]):
     def __repr__(self) -> str:
         return f"SchemaSet({sorted(self._schemas)!r}, directory={self.directory!r})"
 
-    def for_topic(self, topic: str) -> AvroSchema:
+    def for_topic(self, topic: str) -> ValueSchema:
         """The schema that declares ``streamkit.topic`` = ``topic``."""
         matches = [schema for schema in self._schemas.values() if schema.topic == topic]
         if len(matches) != 1:
@@ -134,7 +185,7 @@ class SchemaSet(Mapping[str, AvroSchema]):
             )
         return matches[0]
 
-    def top_level(self) -> list[AvroSchema]:
+    def top_level(self) -> list[ValueSchema]:
         """Schemas that declare a topic: the ones registered as subjects."""
         return [schema for schema in self._schemas.values() if schema.topic]
 
@@ -213,11 +264,11 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def load_schemas(directory: str | Path = "schemas") -> SchemaSet:
-    """Load and parse every ``.avsc`` file under ``directory`` (recursively).
+    """Load and parse every ``.avsc`` and ``.json`` file under ``directory`` (recursively).
 
     Raises:
-        SchemaLoadError: a file is unreadable or invalid, or a named type it uses is
-            defined nowhere (the message names the file and the type).
+        SchemaLoadError: a file is unreadable or invalid, a named type it uses is
+            defined nowhere, or two files define one name (the message names the file).
     """
     root = Path(directory)
     if not root.is_dir():
@@ -226,7 +277,7 @@ def load_schemas(directory: str | Path = "schemas") -> SchemaSet:
     known: dict[str, dict[str, Any]] = {}
     for raw in raws.values():
         _collect_named(raw, "", known)
-    schemas: dict[str, AvroSchema] = {}
+    schemas: dict[str, ValueSchema] = {}
     for path, raw in raws.items():
         definition = _inline(raw, "", known, set())
         try:
@@ -235,6 +286,19 @@ def load_schemas(directory: str | Path = "schemas") -> SchemaSet:
             raise SchemaLoadError(f"cannot parse schema: {exc}", path=str(path)) from exc
         name = _full_name(raw, "")
         schemas[name] = AvroSchema(name=name, definition=definition, parsed=parsed, path=path)
+    for path in sorted(root.rglob("*.json")):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SchemaLoadError(f"cannot read schema: {exc}", path=str(path)) from exc
+        json_schema = JsonSchema.from_definition(text, path=path)
+        if json_schema.name in schemas:
+            raise SchemaLoadError(
+                f"schema name {json_schema.name!r} is defined twice "
+                f"(also in {schemas[json_schema.name].path})",
+                path=str(path),
+            )
+        schemas[json_schema.name] = json_schema
     return SchemaSet(schemas, root)
 
 

@@ -289,7 +289,7 @@ class ProducerSettings(_Section):
     acks: Literal["all", "-1", "0", "1"] = "all"
     linger_ms: int = Field(default=5, ge=0)
     batch_size: int = Field(default=1_000_000, gt=0)
-    compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
+    compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "zstd"
     delivery_timeout_ms: int = Field(default=120_000, gt=0)
     transactional_id: str | None = None
     extra: ExtraConfig = Field(
@@ -371,6 +371,16 @@ class DedupSettings(_Section):
         return self
 
 
+class TopicSettings(_Section):
+    """Defaults for topics streamkit creates or ensures; None leaves the broker's default.
+
+    ``retention_ms`` / ``retention_bytes`` of -1 keep data forever (Kafka's meaning).
+    """
+
+    retention_ms: int | None = Field(default=None, ge=-1)
+    retention_bytes: int | None = Field(default=None, ge=-1)
+
+
 class MetricsSettings(_Section):
     """Prometheus metrics; the HTTP endpoint is opt-in."""
 
@@ -399,6 +409,7 @@ class StreamkitSettings(BaseSettings):
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
     dedup: DedupSettings = Field(default_factory=DedupSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
 
 
 def _problems_of(error: ValidationError) -> list[ConfigProblem]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from streamkit.demo import ORDER_SCHEMA, order_payload
@@ -29,3 +30,8 @@ def payment(seq: int) -> dict[str, Any]:
 
 
 SAMPLES = {ORDER_SCHEMA: order, PAYMENT_SCHEMA: payment}
+
+# JSON Schema twin of the order envelope (tests only: schemas/ stays Avro, see the README).
+JSON_SCHEMAS_DIR = Path(__file__).parent / "integration" / "schemas" / "json"
+JSON_EVOLUTION_DIR = JSON_SCHEMAS_DIR.parent / "json-evolution"
+JSON_ORDER_SCHEMA = "streamkit.examples.json.OrderPlaced"

@@ -44,6 +44,9 @@ def _check(summary: dict[str, Any], events: int) -> None:
     )
     assert summary["msgs_per_s"] > 0
     assert 0 < summary["p50_ms"] <= summary["p99_ms"]
+    # The default codec (zstd) shrinks the order events well below their raw size.
+    assert summary["compression_type"] == "zstd"
+    assert 0 < summary["compressed_bytes_per_event"] < summary["bytes_per_event"] / 2
 
 
 def test_demo_against_the_session_cluster(child_env: dict[str, str]) -> None:

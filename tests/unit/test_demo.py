@@ -26,6 +26,8 @@ JSON_KEYS = {
     "msgs_per_s",
     "p50_ms",
     "p99_ms",
+    "bytes_per_event",
+    "compressed_bytes_per_event",
 }
 
 

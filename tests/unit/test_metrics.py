@@ -28,6 +28,8 @@ EXPECTED_NAMES = {
     "streamkit_dead_lettered",
     "streamkit_rebalances",
     "streamkit_consumer_lag",
+    "streamkit_produced_bytes",
+    "streamkit_produced_bytes_per_event",
 }
 
 
