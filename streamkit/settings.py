@@ -90,6 +90,15 @@ class KafkaSettings(_Section):
         default_factory=dict,
         description="librdkafka properties (JSON object) applied to every client.",
     )
+    startup_check_timeout_s: float = Field(
+        default=30.0,
+        ge=0,
+        description=(
+            "Producers, consumers and admin clients connect once at start-up and fail "
+            "within this many seconds, naming the cause (wrong password, untrusted "
+            "certificate, unreachable broker), instead of retrying forever; 0 skips it."
+        ),
+    )
 
     @property
     def bootstrap_list(self) -> list[str]:
