@@ -23,8 +23,10 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from streamkit.clientconfig import client_config
+from streamkit.connection import check_connection
 from streamkit.dedup import ClaimResult, DedupStore
 from streamkit.errors import (
+    AuthorizationError,
     ConfigError,
     ConfigProblem,
     DeliveryError,
@@ -144,6 +146,8 @@ class EventConsumer:
         self._metrics: ConsumerMetrics | None = (
             metrics.consumer(group) if metrics is not None else None
         )
+        # Fail now, naming the cause, rather than poll an unreachable cluster forever.
+        check_connection(self.settings, overrides=config, logger=log)
         overrides = {"error_cb": self._on_error, "logger": log, **(config or {})}
         self._consumer = Consumer(
             client_config(
@@ -330,8 +334,12 @@ class EventConsumer:
         error = message.error()
         if error is None:
             return True
-        if error.fatal():
-            raise translate_kafka_error(error, operation="consume")
+        translated = translate_kafka_error(
+            error, operation="consume", topic=message.topic(), group=self.group_id
+        )
+        # An ACL denial does not heal by polling on: surface it instead of looping.
+        if error.fatal() or isinstance(translated, AuthorizationError):
+            raise translated
         if error.code() != KafkaError._PARTITION_EOF:
             log.warning("consumer %s: %s", self.group_id, error.str())
         return False
