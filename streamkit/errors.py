@@ -481,6 +481,8 @@ def _authorization_error(
     denied = f"{acl_operation or 'this operation'} on {resource_type or 'the resource'}"
     if resource_name:
         denied += f" {resource_name!r}"
+    if acl_operation == "IDEMPOTENT_WRITE":
+        denied += " (an idempotent producer needs it, or WRITE on the topics it writes to)"
     message = (
         f"{operation} failed{where}: {error.name()}: not authorized: the principal lacks "
         f"{denied} (hint: grant it with an ACL, e.g. StreamkitAdmin.ensure_acls, or "

@@ -132,7 +132,14 @@ class EventProducer:
 
     def _serve_deliveries(self) -> None:
         while not self._closed.is_set():
-            self._producer.poll(_POLL_INTERVAL_S)
+            try:
+                self._producer.poll(_POLL_INTERVAL_S)
+            except KafkaException as exc:
+                # poll raises a fatal error (e.g. an ACL refuses the idempotent producer
+                # id); keep serving so every pending future settles, and send() raises it.
+                if self._fatal is None:
+                    self._fatal = translate_kafka_error(exc.args[0], operation="produce")
+                self._closed.wait(_POLL_INTERVAL_S)
 
     def encoder(self, topic: str, schema: str | None = None) -> EventEncoder:
         """The encoder for ``topic`` (registering or looking up its schema once).
@@ -224,6 +231,8 @@ class EventProducer:
                     future.event_id,
                 )
                 future._settle(report, None)
+            elif error.code() == KafkaError._FATAL and self._fatal is not None:
+                future._settle(None, self._fatal)  # the cause, not "Local: Fatal error"
             else:
                 future._settle(
                     None,
@@ -248,6 +257,8 @@ class EventProducer:
                     ) from None
                 self._producer.poll(_QUEUE_FULL_WAIT_S)
             except KafkaException as exc:
+                if self._fatal is not None:
+                    raise self._fatal from exc
                 raise translate_kafka_error(exc.args[0], operation="produce", topic=topic) from exc
 
     def flush(self, timeout: float | None = None) -> int:
