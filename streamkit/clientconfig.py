@@ -179,8 +179,11 @@ def client_config(
 
 
 def is_secret_key(key: str) -> bool:
-    """Whether a configuration property holds a secret."""
-    return any(marker in key.lower() for marker in _SECRET_MARKERS)
+    """Whether a configuration property holds a secret (a URL never does: token endpoints)."""
+    lowered = key.lower()
+    if lowered.endswith("url"):
+        return False
+    return any(marker in lowered for marker in _SECRET_MARKERS)
 
 
 def masked(conf: Mapping[str, Any]) -> dict[str, Any]:
