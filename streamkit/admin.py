@@ -17,7 +17,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 
 from streamkit.acl import AclChange, AclSpec, ensure_acls
 from streamkit.clientconfig import client_config
-from streamkit.connection import check_connection
+from streamkit.connection import connect
 from streamkit.errors import KafkaClientError, translate_kafka_error
 from streamkit.settings import StreamkitSettings, load_settings
 
@@ -72,8 +72,7 @@ class StreamkitAdmin:
 
     def __init__(self, settings: StreamkitSettings | None = None) -> None:
         self.settings = settings or load_settings()
-        check_connection(self.settings)
-        self._admin = AdminClient(client_config(self.settings, "admin"))
+        self._admin, _ = connect(AdminClient, client_config(self.settings, "admin"), self.settings)
 
     def __repr__(self) -> str:
         return f"StreamkitAdmin(bootstrap={self.settings.kafka.bootstrap_servers!r})"

@@ -2,11 +2,12 @@
 
 librdkafka never gives up on a broker: with a wrong password, an untrusted certificate
 or TLS spoken to a plaintext port it reconnects with backoff for as long as the client
-lives, and a producer's records time out minutes later. :func:`check_connection` opens a
-short-lived admin client with the same security settings, watches its error callback and
-log lines, and within a bound either returns the cluster metadata or raises the
-streamkit error that names the likely cause (:class:`~streamkit.errors.AuthenticationError`,
+lives, and a producer's records time out minutes later. :func:`connect` creates a
+client with a :class:`ConnectionWatch` in front of its error callback and logger and
+waits, within a bound, for the client's first metadata; a failure raises the streamkit
+error that names the likely cause (:class:`~streamkit.errors.AuthenticationError`,
 :class:`~streamkit.errors.TlsError`, :class:`~streamkit.errors.BrokerUnavailableError`).
+:func:`check_connection` does the same with a throw-away admin client.
 
 Where librdkafka's text is ambiguous, local facts make the cause precise: a TLS
 handshake from Python tells an untrusted CA from a host name mismatch, and the client
@@ -21,9 +22,9 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
@@ -39,16 +40,13 @@ from streamkit.errors import (
 )
 from streamkit.settings import SecuritySettings, StreamkitSettings, env_var_name
 
-__all__ = ["ConnectionWatch", "check_connection"]
+__all__ = ["ConnectionWatch", "check_connection", "connect"]
 
 log = logging.getLogger(__name__)
 
 _SLICE_S = 0.25
 _EARLY_CLOSES = 3  # connections dropped by the broker before the protocol is judged wrong
 _THREAD_PREFIX = re.compile(r"^\[thrd:[^\]]*\]: ")
-# Client properties that decide where and how a client connects (the probe copies them).
-_CONNECTION_KEYS = ("bootstrap.servers", "client.id", "security.protocol", "oauth_cb")
-_CONNECTION_PREFIXES = ("sasl.", "ssl.", "socket.", "broker.address.")
 
 
 class ConnectionWatch:
@@ -57,13 +55,27 @@ class ConnectionWatch:
 
     Args:
         protocol: the client's security protocol (``PLAINTEXT``, ``SSL``, ...).
-        logger: receives librdkafka's log lines at DEBUG (the failure itself becomes an
-            exception; the reconnect attempts are noise).
+        logger: receives librdkafka's log lines.
+        error_cb: the component's own error callback, called after the watch's.
+        quiet: log lines at DEBUG (a throw-away check client, whose failure becomes an
+            exception: its reconnect attempts are noise) instead of at their level.
+        operation: what the client is for (``produce``, ``consume``), named by errors.
     """
 
-    def __init__(self, protocol: str = "PLAINTEXT", logger: logging.Logger = log) -> None:
+    def __init__(
+        self,
+        protocol: str = "PLAINTEXT",
+        logger: Any = log,
+        *,
+        error_cb: Callable[[KafkaError], None] | None = None,
+        quiet: bool = True,
+        operation: str = "connect",
+    ) -> None:
         self.protocol = protocol.upper()
+        self.operation = operation
         self.logger = logger
+        self.error_cb = error_cb
+        self.quiet = quiet
         self.failure: KafkaClientError | None = None
         self.logged_failure: KafkaClientError | None = None
         self.last_error: KafkaError | None = None
@@ -74,13 +86,20 @@ class ConnectionWatch:
         self.last_error = error
         known = diagnose(error.str()) is not None or error.code() == KafkaError._SSL
         if self.failure is None and (known or error.fatal()):
-            self.failure = translate_kafka_error(error, operation="connect")
-        self.logger.debug("connection check: %s: %s", error.name(), error.str())
+            self.failure = translate_kafka_error(error, operation=self.operation)
+        if self.error_cb is not None:
+            self.error_cb(error)
+        elif self.quiet:
+            self.logger.debug("connection check: %s: %s", error.name(), error.str())
 
     def log(self, level: int, msg: str, *args: Any) -> None:
         """The client's ``logger`` hook (the ``log`` method the Python binding calls)."""
-        text = _THREAD_PREFIX.sub("", str(args[-1]) if args else msg)
-        self.logger.debug("librdkafka[%d]: %s", level, text)
+        if self.quiet:
+            text = _THREAD_PREFIX.sub("", str(args[-1]) if args else msg)
+            self.logger.debug("librdkafka[%d]: %s", level, text)
+        else:
+            self.logger.log(level, msg, *args)
+            text = _THREAD_PREFIX.sub("", str(args[-1]) if args else msg)
         if self.logged_failure is not None:
             return
         if diagnose(text) is not None:
@@ -118,56 +137,71 @@ class ConnectionWatch:
         return self.failure or self.logged_failure
 
 
-def _probe_config(
-    settings: StreamkitSettings, overrides: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    extra = {
-        key: value
-        for key, value in (overrides or {}).items()
-        if key.startswith(_CONNECTION_PREFIXES) or key in _CONNECTION_KEYS
-    }
-    return client_config(settings, "admin", overrides=extra)
+Client = TypeVar("Client")
 
 
-def check_connection(
+def connect(
+    factory: Callable[[dict[str, Any]], Client],
+    conf: Mapping[str, Any],
     settings: StreamkitSettings,
     *,
     timeout_s: float | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    logger: logging.Logger = log,
-) -> Any:
-    """Connect with ``settings`` and return the cluster metadata, or raise within the bound.
+    quiet: bool = False,
+    operation: str = "connect",
+) -> tuple[Client, Any]:
+    """Create a librdkafka client and wait until it reaches the cluster, or raise.
+
+    The client's ``error_cb`` and ``logger`` in ``conf`` keep working: a
+    :class:`ConnectionWatch` sits in front of them. Waiting costs one metadata round
+    trip of the client itself, which it needs anyway.
 
     Args:
-        settings: the settings whose Kafka and security sections are checked.
-        timeout_s: bound; default ``kafka.startup_check_timeout_s``.
-        overrides: client properties a component sets on top of the settings; the
-            connection-related ones (bootstrap, security, SASL, SSL) are applied.
-        logger: receives librdkafka's log lines of the check.
+        factory: ``Producer``, ``Consumer`` or ``AdminClient``.
+        conf: the client configuration (from :func:`~streamkit.clientconfig.client_config`).
+        settings: the settings the configuration came from (bound, security facts).
+        timeout_s: bound; default ``kafka.startup_check_timeout_s``; 0 does not wait.
+        quiet: log librdkafka's lines at DEBUG (for throw-away check clients).
+        operation: what the client is for (``produce``, ``consume``), named by errors.
+
+    Returns:
+        The client and the cluster metadata (None when not waited for).
 
     Raises:
         AuthenticationError: the broker refused the SASL credentials.
-        TlsError: the TLS handshake failed or the listener speaks another protocol.
+        TlsError: the TLS handshake failed, the key could not be read, or the listener
+            speaks another protocol.
         BrokerUnavailableError: no broker answered within the bound.
     """
     bound = settings.kafka.startup_check_timeout_s if timeout_s is None else timeout_s
-    watch = ConnectionWatch(settings.security.protocol, logger)
-    conf = _probe_config(settings, overrides)
-    conf.update({"error_cb": watch.on_error, "logger": watch})
+    watch = ConnectionWatch(
+        settings.security.protocol,
+        conf.get("logger") or log,
+        error_cb=conf.get("error_cb"),
+        quiet=quiet,
+        operation=operation,
+    )
     try:
-        admin = AdminClient(conf)
+        client = factory({**conf, "error_cb": watch.on_error, "logger": watch})
     except KafkaException as exc:  # unreadable key or certificate, bad property
         raise translate_kafka_error(exc.args[0], operation="create a Kafka client") from None
+    if bound <= 0:
+        return client, None
+    return client, _await_metadata(client, watch, settings, bound, str(conf["bootstrap.servers"]))
+
+
+def _await_metadata(
+    client: Any, watch: ConnectionWatch, settings: StreamkitSettings, bound: float, servers: str
+) -> Any:
     deadline = time.monotonic() + bound
     while True:
-        admin.poll(0)  # serves error_cb and log lines
+        client.poll(0)  # serves error_cb and log lines (no subscription yet: no messages)
         if watch.cause is not None:
-            raise refine(watch.cause, settings.security, conf["bootstrap.servers"])
+            raise refine(watch.cause, settings.security, servers)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
         try:
-            metadata = admin.list_topics(timeout=min(_SLICE_S, remaining))
+            metadata = client.list_topics(timeout=min(_SLICE_S, remaining))
         except KafkaException:
             continue
         if metadata.brokers:
@@ -175,13 +209,27 @@ def check_connection(
     last = watch.last_error
     detail = f": last error {last.name()}: {last.str()}" if last is not None else ""
     raise BrokerUnavailableError(
-        f"no broker of {conf['bootstrap.servers']} answered within {bound:g} s{detail} "
+        f"no broker of {servers} answered within {bound:g} s{detail} "
         f"(hint: check {env_var_name('kafka', 'bootstrap_servers')}, that the broker runs, "
         f"and {env_var_name('security', 'protocol')}; "
         f"{env_var_name('kafka', 'startup_check_timeout_s')} sets this bound)",
         code=last.name() if last is not None else "_TIMED_OUT",
         retriable=True,
     )
+
+
+def check_connection(settings: StreamkitSettings, *, timeout_s: float | None = None) -> Any:
+    """Connect a throw-away admin client with ``settings``; return the cluster metadata.
+
+    Returns None without connecting when the bound is 0. Raises as :func:`connect`.
+    """
+    bound = settings.kafka.startup_check_timeout_s if timeout_s is None else timeout_s
+    if bound <= 0:
+        return None
+    _, metadata = connect(
+        AdminClient, client_config(settings, "admin"), settings, timeout_s=bound, quiet=True
+    )
+    return metadata
 
 
 def refine(

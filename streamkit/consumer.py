@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from streamkit.clientconfig import client_config
-from streamkit.connection import check_connection
+from streamkit.connection import connect
 from streamkit.dedup import ClaimResult, DedupStore
 from streamkit.errors import (
     AuthorizationError,
@@ -146,16 +146,18 @@ class EventConsumer:
         self._metrics: ConsumerMetrics | None = (
             metrics.consumer(group) if metrics is not None else None
         )
-        # Fail now, naming the cause, rather than poll an unreachable cluster forever.
-        check_connection(self.settings, overrides=config, logger=log)
         overrides = {"error_cb": self._on_error, "logger": log, **(config or {})}
-        self._consumer = Consumer(
+        # Fail now, naming the cause, rather than poll an unreachable cluster forever.
+        self._consumer, _ = connect(
+            Consumer,
             client_config(
                 self.settings,
                 "consumer",
                 stats_cb=self._metrics.on_statistics if self._metrics else None,
                 overrides=overrides,
-            )
+            ),
+            self.settings,
+            operation="consume",
         )
         self._dlq_producer: Producer | None = None
         self._closed = False

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Self
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from streamkit.clientconfig import client_config
-from streamkit.connection import check_connection
+from streamkit.connection import connect
 from streamkit.delivery import DeliveryFuture, DeliveryReport
 from streamkit.errors import DeliveryError, KafkaClientError, translate_kafka_error
 from streamkit.events import Event, EventEncoder, Headers
@@ -79,16 +79,18 @@ class EventProducer:
         self._metrics: ProducerMetrics | None = (
             metrics.producer(self.settings.kafka.client_id) if metrics is not None else None
         )
-        # Fail now, naming the cause, rather than time out records minutes later.
-        check_connection(self.settings, overrides=config, logger=log)
         overrides = {"error_cb": self._on_error, "logger": log, **(config or {})}
-        self._producer = Producer(
+        # Fail now, naming the cause, rather than time out records minutes later.
+        self._producer, _ = connect(
+            Producer,
             client_config(
                 self.settings,
                 "producer",
                 stats_cb=self._metrics.on_statistics if self._metrics else None,
                 overrides=overrides,
-            )
+            ),
+            self.settings,
+            operation="produce",
         )
         self._encoders: dict[tuple[str, str | None], EventEncoder] = {}
         self._fatal: KafkaClientError | None = None

@@ -42,6 +42,12 @@ def _as(
     )
 
 
+def _produce_one(settings: StreamkitSettings, schemas: SchemaSet, topic: str) -> None:
+    # The refusal may come at start-up (producer id) or with the delivery report.
+    with EventProducer(settings, schemas=schemas) as producer:
+        producer.send(topic, order(1), schema=ORDER_SCHEMA).result(timeout=60)
+
+
 # idempotent producers ask for a producer id first: the broker refuses it as a cluster
 # authorization failure; plain producers meet the topic ACL.
 DENIED_PRODUCE = {True: ("CLUSTER", "IDEMPOTENT_WRITE"), False: ("TOPIC", "WRITE")}
@@ -61,11 +67,8 @@ def test_denied_produce_names_resource_and_operation_then_allowed_after_grant(
         update={"producer": bob.producer.model_copy(update={"enable_idempotence": idempotent})}
     )
     started = time.monotonic()
-    with (
-        EventProducer(bob, schemas=schemas) as producer,
-        pytest.raises(AuthorizationError) as denied,
-    ):
-        producer.send(secure_topic, order(1), schema=ORDER_SCHEMA).result(timeout=60)
+    with pytest.raises(AuthorizationError) as denied:
+        _produce_one(bob, schemas, secure_topic)
     elapsed = time.monotonic() - started
     print(
         f"\ndenied produce ({'idempotent' if idempotent else 'plain'}) after {elapsed:.3f} s: "
@@ -80,8 +83,7 @@ def test_denied_produce_names_resource_and_operation_then_allowed_after_grant(
 
     grants = producer_acls(BOB, secure_topic)
     assert {c.action for c in acl_admin.ensure_acls(grants)} == {"created"}
-    with EventProducer(bob, schemas=schemas) as producer:
-        producer.send(secure_topic, order(2), schema=ORDER_SCHEMA).result(timeout=60)
+    _produce_one(bob, schemas, secure_topic)
     assert {c.action for c in acl_admin.ensure_acls(grants)} == {"unchanged"}
 
 

@@ -145,6 +145,13 @@ def test_unreadable_key_fails_before_any_connection(tls: TlsMaterial, tmp_path: 
     assert "not-the-password" not in str(error.value)
 
 
+def test_zero_bound_switches_the_check_off() -> None:
+    settings = load_settings(
+        kafka={"bootstrap_servers": "127.0.0.1:1", "startup_check_timeout_s": 0}
+    )
+    assert check_connection(settings) is None
+
+
 def test_unreachable_broker_fails_within_the_bound() -> None:
     settings = load_settings(kafka={"bootstrap_servers": "127.0.0.1:1"})
     with pytest.raises(BrokerUnavailableError, match=r"within 0\.5 s"):
