@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from streamkit.admin import StreamkitAdmin
 from streamkit.cli import app
+from streamkit.connection import check_connection
 from streamkit.consumer import EventConsumer
 from streamkit.errors import (
     AuthenticationError,
@@ -168,6 +169,17 @@ def test_each_failure_is_a_clear_streamkit_error_within_its_bound(
     assert type(failure.value) is expected, failure.value
     assert words in str(failure.value)
     assert elapsed < FAILURE_BOUND_S
+
+
+def test_endpoint_identification_toggle_accepts_a_certificate_for_another_host(
+    secure_kafka: SecureKafka,
+) -> None:
+    wrong_host = {"bootstrap_servers": secure_kafka.wrong_host_address}
+    ssl = secure_kafka.endpoint("ssl")
+    with pytest.raises(TlsError, match="host name mismatch"):
+        check_connection(ssl.settings(kafka=wrong_host), timeout_s=FAILURE_BOUND_S)
+    relaxed = ssl.settings(kafka=wrong_host, security={"ssl_endpoint_identification": False})
+    assert check_connection(relaxed, timeout_s=FAILURE_BOUND_S).brokers
 
 
 CLIENTS: dict[str, Callable[[StreamkitSettings], object]] = {
