@@ -18,6 +18,7 @@ from streamkit.errors import (
     SchemaValidationError,
     SerializationError,
     StreamkitError,
+    TlsError,
 )
 from streamkit.settings import StreamkitSettings, load_settings
 
@@ -41,6 +42,7 @@ __all__ = [
     "SerializationError",
     "StreamkitError",
     "StreamkitSettings",
+    "TlsError",
     "__version__",
     "client_config",
     "load_settings",

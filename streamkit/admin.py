@@ -15,7 +15,9 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     OffsetSpec,
 )
 
+from streamkit.acl import AclChange, AclSpec, ensure_acls
 from streamkit.clientconfig import client_config, topic_config
+from streamkit.connection import connect
 from streamkit.errors import KafkaClientError, translate_kafka_error
 from streamkit.settings import StreamkitSettings, load_settings
 
@@ -70,7 +72,7 @@ class StreamkitAdmin:
 
     def __init__(self, settings: StreamkitSettings | None = None) -> None:
         self.settings = settings or load_settings()
-        self._admin = AdminClient(client_config(self.settings, "admin"))
+        self._admin, _ = connect(AdminClient, client_config(self.settings, "admin"), self.settings)
 
     def __repr__(self) -> str:
         return f"StreamkitAdmin(bootstrap={self.settings.kafka.bootstrap_servers!r})"
@@ -79,6 +81,10 @@ class StreamkitAdmin:
     def client(self) -> AdminClient:
         """The underlying confluent-kafka admin client."""
         return self._admin
+
+    def ensure_acls(self, specs: Iterable[AclSpec]) -> list[AclChange]:
+        """Create the missing ACLs of ``specs`` (idempotent; see :mod:`streamkit.acl`)."""
+        return ensure_acls(self._admin, specs)
 
     def partitions(self, topic: str) -> int | None:
         """How many partitions ``topic`` has, or None if it does not exist."""

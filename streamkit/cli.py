@@ -10,7 +10,14 @@ from rich.console import Console
 from rich.table import Table
 
 from streamkit.clientconfig import is_secret_key, masked
-from streamkit.commands import consume, produce, schemas_app, settings_or_exit, topics_app
+from streamkit.commands import (
+    check,
+    consume,
+    produce,
+    schemas_app,
+    settings_or_exit,
+    topics_app,
+)
 from streamkit.demo import demo_command
 from streamkit.settings import StreamkitSettings, env_var_name
 
@@ -24,6 +31,7 @@ app.add_typer(topics_app, name="topics")
 app.command()(produce)
 app.command()(consume)
 app.command("demo")(demo_command)
+app.command()(check)
 
 _stdout = Console()
 

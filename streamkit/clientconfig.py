@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import SecretStr
 
-from streamkit.settings import SecuritySettings, StreamkitSettings
+from streamkit.settings import SchemaRegistrySettings, SecuritySettings, StreamkitSettings
 
 __all__ = ["ClientRole", "client_config", "masked", "topic_config"]
 
@@ -109,8 +109,32 @@ def _schema_registry(settings: StreamkitSettings) -> dict[str, Any]:
         "ssl.ca.location": registry.ssl_ca_location,
         "ssl.certificate.location": registry.ssl_certificate_location,
         "ssl.key.location": registry.ssl_key_location,
+        "ssl.key.password": _secret(registry.ssl_key_password),
         "timeout": registry.timeout_s,
+        **_registry_bearer(registry),
     }
+
+
+def _registry_bearer(registry: SchemaRegistrySettings) -> dict[str, Any]:
+    if registry.oauth_client_id:
+        conf: dict[str, Any] = {
+            "bearer.auth.credentials.source": "OAUTHBEARER",
+            "bearer.auth.client.id": registry.oauth_client_id,
+            "bearer.auth.client.secret": _secret(registry.oauth_client_secret),
+            "bearer.auth.scope": registry.oauth_scope,
+            "bearer.auth.issuer.endpoint.url": registry.oauth_token_endpoint_url,
+        }
+    elif registry.bearer_auth_token is not None:
+        conf = {
+            "bearer.auth.credentials.source": "STATIC_TOKEN",
+            "bearer.auth.token": _secret(registry.bearer_auth_token),
+        }
+    else:
+        return {}
+    # The client demands a logical cluster even where only Confluent Cloud uses it.
+    conf["bearer.auth.logical.cluster"] = registry.bearer_auth_logical_cluster or ""
+    conf["bearer.auth.identity.pool.id"] = registry.bearer_auth_identity_pool_id
+    return conf
 
 
 def client_config(
@@ -167,8 +191,11 @@ def topic_config(settings: StreamkitSettings) -> dict[str, str]:
 
 
 def is_secret_key(key: str) -> bool:
-    """Whether a configuration property holds a secret."""
-    return any(marker in key.lower() for marker in _SECRET_MARKERS)
+    """Whether a configuration property holds a secret (a URL never does: token endpoints)."""
+    lowered = key.lower()
+    if lowered.endswith("url"):
+        return False
+    return any(marker in lowered for marker in _SECRET_MARKERS)
 
 
 def masked(conf: Mapping[str, Any]) -> dict[str, Any]:

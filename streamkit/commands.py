@@ -27,6 +27,7 @@ from streamkit.schemas import ValueSchema, load_schemas, subject_name
 from streamkit.settings import StreamkitSettings, load_settings
 
 __all__ = [
+    "check",
     "consume",
     "exit_on_error",
     "produce",
@@ -212,3 +213,29 @@ def consume(
 
     with exit_on_error(1), EventConsumer(topics, show, settings=settings) as consumer:
         consumer.run(max_messages=max_messages, idle_timeout_s=idle_timeout)
+
+
+def check(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    topic: Annotated[
+        list[str] | None, typer.Option(help="A topic that must be visible (repeatable).")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds to wait for the broker (default: settings).")
+    ] = None,
+) -> None:
+    """Connect with the current settings and report what works; exit 1 if anything fails."""
+    from streamkit.readiness import check_connectivity
+
+    settings = settings_or_exit()
+    report = check_connectivity(settings, topics=topic or (), timeout_s=timeout)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        table = Table("check", "result", "detail", title="streamkit check")
+        for item in report.items:
+            result = "skipped" if item.skipped else "[green]ok[/]" if item.ok else "[red]FAILED[/]"
+            table.add_row(item.name, result, item.detail)
+        _out.print(table)
+    if not report.ok:
+        raise typer.Exit(1)

@@ -23,8 +23,10 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from streamkit.clientconfig import client_config
+from streamkit.connection import connect
 from streamkit.dedup import ClaimResult, DedupStore, scoped_key
 from streamkit.errors import (
+    AuthorizationError,
     ConfigError,
     ConfigProblem,
     DeliveryError,
@@ -145,13 +147,17 @@ class EventConsumer:
             metrics.consumer(group) if metrics is not None else None
         )
         overrides = {"error_cb": self._on_error, "logger": log, **(config or {})}
-        self._consumer = Consumer(
+        # Fail now, naming the cause, rather than poll an unreachable cluster forever.
+        self._consumer, _ = connect(
+            Consumer,
             client_config(
                 self.settings,
                 "consumer",
                 stats_cb=self._metrics.on_statistics if self._metrics else None,
                 overrides=overrides,
-            )
+            ),
+            self.settings,
+            operation="consume",
         )
         self._dlq_producer: Producer | None = None
         self._closed = False
@@ -330,8 +336,12 @@ class EventConsumer:
         error = message.error()
         if error is None:
             return True
-        if error.fatal():
-            raise translate_kafka_error(error, operation="consume")
+        translated = translate_kafka_error(
+            error, operation="consume", topic=message.topic(), group=self.group_id
+        )
+        # An ACL denial does not heal by polling on: surface it instead of looping.
+        if error.fatal() or isinstance(translated, AuthorizationError):
+            raise translated
         if error.code() != KafkaError._PARTITION_EOF:
             log.warning("consumer %s: %s", self.group_id, error.str())
         return False

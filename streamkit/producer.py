@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Self
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from streamkit.clientconfig import client_config
+from streamkit.connection import connect
 from streamkit.delivery import DeliveryFuture, DeliveryReport
 from streamkit.errors import DeliveryError, KafkaClientError, translate_kafka_error
 from streamkit.events import Event, EventEncoder, Headers
@@ -79,13 +80,17 @@ class EventProducer:
             metrics.producer(self.settings.kafka.client_id) if metrics is not None else None
         )
         overrides = {"error_cb": self._on_error, "logger": log, **(config or {})}
-        self._producer = Producer(
+        # Fail now, naming the cause, rather than time out records minutes later.
+        self._producer, _ = connect(
+            Producer,
             client_config(
                 self.settings,
                 "producer",
                 stats_cb=self._metrics.on_statistics if self._metrics else None,
                 overrides=overrides,
-            )
+            ),
+            self.settings,
+            operation="produce",
         )
         self._encoders: dict[tuple[str, str | None], EventEncoder] = {}
         self._fatal: KafkaClientError | None = None
@@ -129,7 +134,14 @@ class EventProducer:
 
     def _serve_deliveries(self) -> None:
         while not self._closed.is_set():
-            self._producer.poll(_POLL_INTERVAL_S)
+            try:
+                self._producer.poll(_POLL_INTERVAL_S)
+            except KafkaException as exc:
+                # poll raises a fatal error (e.g. an ACL refuses the idempotent producer
+                # id); keep serving so every pending future settles, and send() raises it.
+                if self._fatal is None:
+                    self._fatal = translate_kafka_error(exc.args[0], operation="produce")
+                self._closed.wait(_POLL_INTERVAL_S)
 
     def encoder(self, topic: str, schema: str | None = None) -> EventEncoder:
         """The encoder for ``topic`` (registering or looking up its schema once).
@@ -221,6 +233,8 @@ class EventProducer:
                     future.event_id,
                 )
                 future._settle(report, None)
+            elif error.code() == KafkaError._FATAL and self._fatal is not None:
+                future._settle(None, self._fatal)  # the cause, not "Local: Fatal error"
             else:
                 future._settle(
                     None,
@@ -245,6 +259,8 @@ class EventProducer:
                     ) from None
                 self._producer.poll(_QUEUE_FULL_WAIT_S)
             except KafkaException as exc:
+                if self._fatal is not None:
+                    raise self._fatal from exc
                 raise translate_kafka_error(exc.args[0], operation="produce", topic=topic) from exc
 
     def flush(self, timeout: float | None = None) -> int:

@@ -90,6 +90,15 @@ class KafkaSettings(_Section):
         default_factory=dict,
         description="librdkafka properties (JSON object) applied to every client.",
     )
+    startup_check_timeout_s: float = Field(
+        default=30.0,
+        ge=0,
+        description=(
+            "Producers, consumers and admin clients connect once at start-up and fail "
+            "within this many seconds, naming the cause (wrong password, untrusted "
+            "certificate, unreachable broker), instead of retrying forever; 0 skips it."
+        ),
+    )
 
     @property
     def bootstrap_list(self) -> list[str]:
@@ -231,8 +240,24 @@ class SecuritySettings(_Section):
             )
 
 
+_REGISTRY_OAUTH_FIELDS = (
+    "oauth_client_id",
+    "oauth_client_secret",
+    "oauth_scope",
+    "oauth_token_endpoint_url",
+)
+
+
 class SchemaRegistrySettings(_Section):
-    """How to reach the schema registry (Confluent REST API)."""
+    """How to reach the schema registry (Confluent REST API).
+
+    Authentication: at most one of HTTP basic auth (``basic_auth_user_info``), a static
+    bearer token (``bearer_auth_token``) or OAuth client credentials (``oauth_client_id``,
+    ``oauth_client_secret``, ``oauth_scope``, ``oauth_token_endpoint_url``: the token is
+    fetched and renewed by the client). TLS: ``ssl_ca_location`` to trust the registry,
+    ``ssl_certificate_location`` + ``ssl_key_location`` (+ ``ssl_key_password``) for a
+    client certificate.
+    """
 
     url: str | None = Field(default=None, description="Base URL, e.g. http://127.0.0.1:8081.")
     basic_auth_user_info: SecretStr | None = Field(
@@ -241,6 +266,29 @@ class SchemaRegistrySettings(_Section):
     ssl_ca_location: Path | None = None
     ssl_certificate_location: Path | None = None
     ssl_key_location: Path | None = None
+    ssl_key_password: SecretStr | None = Field(
+        default=None, description="Password of an encrypted ssl_key_location."
+    )
+    bearer_auth_token: SecretStr | None = Field(
+        default=None, description="Static bearer token sent as Authorization: Bearer."
+    )
+    bearer_auth_logical_cluster: str | None = Field(
+        default=None,
+        description="Confluent Cloud logical cluster (lsrc-...); other registries ignore it.",
+    )
+    bearer_auth_identity_pool_id: str | None = Field(
+        default=None, description="Confluent Cloud identity pool id(s), comma-separated."
+    )
+    oauth_client_id: str | None = Field(
+        default=None, description="OAuth client-credentials client id."
+    )
+    oauth_client_secret: SecretStr | None = Field(
+        default=None, description="OAuth client-credentials client secret."
+    )
+    oauth_scope: str | None = Field(default=None, description="OAuth scope to request.")
+    oauth_token_endpoint_url: str | None = Field(
+        default=None, description="OAuth token endpoint (https://.../oauth2/token)."
+    )
     subject_name_strategy: Literal["topic", "record", "topic_record"] = "topic"
     compatibility: Literal[
         "BACKWARD",
@@ -276,10 +324,43 @@ class SchemaRegistrySettings(_Section):
                 "ssl_key_location" if self.ssl_certificate_location else "ssl_certificate_location"
             )
             problems.add(missing, "client certificate and key must be set together")
+        if self.ssl_key_password and not self.ssl_key_location:
+            problems.add("ssl_key_password", "is set but ssl_key_location is not")
         for name in ("ssl_ca_location", "ssl_certificate_location", "ssl_key_location"):
             problems.check_readable(name, getattr(self, name))
+        self._check_auth(problems)
         problems.raise_if_any()
         return self
+
+    def _check_auth(self, problems: _Problems) -> None:
+        oauth = [name for name in _REGISTRY_OAUTH_FIELDS if getattr(self, name)]
+        methods = [
+            name
+            for name, used in (
+                ("basic_auth_user_info", self.basic_auth_user_info is not None),
+                ("bearer_auth_token", self.bearer_auth_token is not None),
+                ("oauth_client_id", bool(oauth)),
+            )
+            if used
+        ]
+        if len(methods) > 1:
+            problems.add(
+                methods[1],
+                f"conflicts with {env_var_name('schema_registry', methods[0])}",
+                "choose one of basic auth, a bearer token or OAuth client credentials",
+            )
+        if oauth:
+            for name in _REGISTRY_OAUTH_FIELDS:
+                if not getattr(self, name):
+                    problems.add(
+                        name,
+                        "is required for OAuth client credentials",
+                        "take it from your identity provider's client registration",
+                    )
+        if self.oauth_token_endpoint_url:
+            scheme = urlsplit(self.oauth_token_endpoint_url).scheme
+            if scheme not in ("http", "https"):
+                problems.add("oauth_token_endpoint_url", "must be an http:// or https:// URL")
 
 
 class ProducerSettings(_Section):

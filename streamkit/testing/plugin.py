@@ -20,6 +20,16 @@ Installed with streamkit (entry point ``pytest11``), so any suite can ask for:
 ``prometheus_server``
     session-scoped Prometheus child scraping what a test names with ``.scrape(...)``
     every second (see :mod:`streamkit.testing.prometheus`).
+``secure_kafka``
+    session-scoped secured broker (:class:`~streamkit.testing.security.SecureKafka`):
+    one container with a listener per security variant, KRaft ``StandardAuthorizer``,
+    certificates generated for the session. Always a container (an existing cluster
+    named by the environment is not used for it).
+``kafka_sasl_plain``, ``kafka_sasl_scram``, ``kafka_ssl``, ``kafka_mtls``, ``kafka_sasl_ssl``
+    :class:`~streamkit.testing.security.SecureEndpoint` of each variant on that broker
+    (SASL_PLAINTEXT + PLAIN, SASL_PLAINTEXT + SCRAM-SHA-512, SSL with server auth, SSL
+    with a client certificate, SASL_SSL + SCRAM-SHA-512); ``endpoint.env()`` gives the
+    ``STREAMKIT_*`` variables, ``endpoint.settings()`` the settings.
 
 A missing Docker engine or image fails the test with the reason; it never skips.
 """
@@ -39,6 +49,7 @@ from streamkit.testing.containers import KafkaContainer, RegistryContainer
 from streamkit.testing.images import TestKitError
 from streamkit.testing.prometheus import prometheus_server
 from streamkit.testing.redis import redis_server
+from streamkit.testing.security import SecureEndpoint, SecureKafka
 
 __all__ = [
     "KafkaEndpoint",
@@ -46,9 +57,15 @@ __all__ = [
     "TopicFactory",
     "kafka_admin",
     "kafka_broker",
+    "kafka_mtls",
+    "kafka_sasl_plain",
+    "kafka_sasl_scram",
+    "kafka_sasl_ssl",
+    "kafka_ssl",
     "prometheus_server",
     "redis_server",
     "schema_registry",
+    "secure_kafka",
     "streamkit_settings",
     "topic_factory",
 ]
@@ -174,3 +191,47 @@ class TopicFactory:
 def topic_factory(kafka_admin: Any) -> TopicFactory:
     """``topic_factory(partitions=3)`` creates a fresh topic and returns its name."""
     return TopicFactory(kafka_admin)
+
+
+@pytest.fixture(scope="session")
+def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKafka]:
+    """One secured broker for the session: a listener per security variant."""
+    from streamkit.testing.certs import make_tls_material
+
+    tls = make_tls_material(tmp_path_factory.mktemp("streamkit-tls"))
+    container: SecureKafka = _start(lambda: SecureKafka(tls))
+    try:
+        yield container
+    finally:
+        container.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_sasl_plain(secure_kafka: SecureKafka) -> SecureEndpoint:
+    """SASL_PLAINTEXT with the PLAIN mechanism (user ``alice``)."""
+    return secure_kafka.endpoint("sasl_plain")
+
+
+@pytest.fixture(scope="session")
+def kafka_sasl_scram(secure_kafka: SecureKafka) -> SecureEndpoint:
+    """SASL_PLAINTEXT with SCRAM-SHA-512 (``secure_kafka.endpoint("sasl_scram_256")``
+    for SHA-256)."""
+    return secure_kafka.endpoint("sasl_scram_512")
+
+
+@pytest.fixture(scope="session")
+def kafka_ssl(secure_kafka: SecureKafka) -> SecureEndpoint:
+    """SSL with server authentication (the client trusts the session CA)."""
+    return secure_kafka.endpoint("ssl")
+
+
+@pytest.fixture(scope="session")
+def kafka_mtls(secure_kafka: SecureKafka) -> SecureEndpoint:
+    """SSL with a client certificate (its key encrypted with a password)."""
+    return secure_kafka.endpoint("mtls")
+
+
+@pytest.fixture(scope="session")
+def kafka_sasl_ssl(secure_kafka: SecureKafka) -> SecureEndpoint:
+    """SASL_SSL with SCRAM-SHA-512 (user ``alice``)."""
+    return secure_kafka.endpoint("sasl_ssl")

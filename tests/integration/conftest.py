@@ -15,6 +15,8 @@ from streamkit.producer import EventProducer
 from streamkit.registry import SchemaRegistry
 from streamkit.schemas import SchemaSet, load_schemas
 from streamkit.settings import StreamkitSettings
+from streamkit.testing.plugin import TopicFactory
+from streamkit.testing.security import SecureKafka
 
 REPO = Path(__file__).resolve().parents[2]
 EVOLUTION_DIR = Path(__file__).parent / "schemas" / "evolution"
@@ -110,3 +112,13 @@ def consumers() -> Iterator[ConsumerRunner]:
     runner = ConsumerRunner()
     yield runner
     runner.stop_all()
+
+
+@pytest.fixture
+def secure_topic(secure_kafka: SecureKafka) -> str:
+    """A fresh one-partition topic on the secured broker (created as its super user)."""
+    from confluent_kafka.admin import AdminClient
+
+    return TopicFactory(AdminClient({"bootstrap.servers": secure_kafka.bootstrap_servers}))(
+        1, prefix="secure"
+    )

@@ -13,13 +13,14 @@ from streamkit.errors import (
     DeliveryError,
     KafkaClientError,
     StreamkitError,
+    TlsError,
     translate_kafka_error,
 )
 
 MAPPED = [
     (KafkaError._AUTHENTICATION, AuthenticationError),
     (KafkaError.SASL_AUTHENTICATION_FAILED, AuthenticationError),
-    (KafkaError._SSL, AuthenticationError),
+    (KafkaError._SSL, TlsError),
     (KafkaError.TOPIC_AUTHORIZATION_FAILED, AuthorizationError),
     (KafkaError.GROUP_AUTHORIZATION_FAILED, AuthorizationError),
     (KafkaError.CLUSTER_AUTHORIZATION_FAILED, AuthorizationError),
@@ -45,7 +46,12 @@ def test_every_mapped_code_translates(code: int, expected: type[Exception]) -> N
 
 def test_mapping_table_is_fully_covered() -> None:
     covered = {code for code, _ in MAPPED}
-    table = errors._AUTHENTICATION_CODES | errors._AUTHORIZATION_CODES | errors._UNAVAILABLE_CODES
+    table = (
+        errors._AUTHENTICATION_CODES
+        | errors._TLS_CODES
+        | errors._AUTHORIZATION_CODES
+        | errors._UNAVAILABLE_CODES
+    )
     assert table <= covered
 
 
