@@ -21,6 +21,7 @@ from streamkit.consumer import EventConsumer
 from streamkit.events import Event
 from streamkit.settings import StreamkitSettings, load_settings
 from streamkit.testing.cluster import KafkaCluster
+from streamkit.testing.containers import RegistryContainer
 from streamkit.testing.plugin import RegistryEndpoint, TopicFactory
 
 # Shared with the integration tests rather than copied: the example schemas and the
@@ -67,9 +68,10 @@ def cluster(kafka_cluster: KafkaCluster) -> Iterator[KafkaCluster]:
 def cluster_settings_for(cluster: KafkaCluster, registry_url: str, **sections: Any) -> Any:
     """Settings for ``cluster`` and a registry, with a fresh group; ``sections`` add to it."""
     consumer = {"group_id": f"rel-{uuid.uuid4().hex[:12]}", **sections.pop("consumer", {})}
+    registry = {"url": registry_url, **sections.pop("schema_registry", {})}
     return load_settings(
         kafka={"bootstrap_servers": cluster.bootstrap_servers, "client_id": "streamkit-rel"},
-        schema_registry={"url": registry_url},
+        schema_registry=registry,
         consumer=consumer,
         **sections,
     )
@@ -93,6 +95,16 @@ def cluster_topic(cluster: KafkaCluster) -> Callable[..., str]:
         return topic
 
     return create
+
+
+@pytest.fixture
+def private_registry() -> Iterator[RegistryEndpoint]:
+    """A registry of the test's own, free to be stopped (the session's one is shared)."""
+    container = RegistryContainer().start()
+    try:
+        yield RegistryEndpoint(container.url, container)
+    finally:
+        container.stop()
 
 
 class Collector:
