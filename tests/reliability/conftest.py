@@ -9,6 +9,8 @@ outage durations) with the ``figures`` fixture; they are printed at the end of t
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -105,6 +107,46 @@ def private_registry() -> Iterator[RegistryEndpoint]:
         yield RegistryEndpoint(container.url, container)
     finally:
         container.stop()
+
+
+@pytest.fixture
+def spawn_consumer(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """``spawn_consumer(python, env, topic, handled_file, *args)`` starts
+    ``tests.integration.consumer_proc`` and waits until it has partitions.
+
+    Its log goes to ``<handled_file>.log``, shown when the test fails. Children still
+    running after the test are woken (SIGCONT) and killed.
+    """
+    children: list[subprocess.Popen[str]] = []
+
+    def spawn(
+        python: str, env: dict[str, str], topic: str, handled: Path, *args: str
+    ) -> subprocess.Popen[str]:
+        with handled.with_suffix(".log").open("w") as log:
+            child = subprocess.Popen(
+                [python, "-m", "tests.integration.consumer_proc", topic, str(handled), *args],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                cwd=env["PYTHONPATH"],
+            )
+        children.append(child)
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready", handled.with_suffix(".log").read_text()
+        return child
+
+    yield spawn
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGCONT)  # a stopped process would not die of SIGKILL
+            child.kill()
+            child.wait(30)
+        if child.stdout is not None:
+            child.stdout.close()
+    for log in tmp_path.glob("*.log"):
+        if log.stat().st_size:
+            print(f"--- {log.name} (last lines)\n" + "\n".join(log.read_text().splitlines()[-40:]))
 
 
 class Collector:
