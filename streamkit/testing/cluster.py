@@ -1,7 +1,7 @@
 """A replicated Kafka cluster in containers, with the faults reliability tests inject.
 
-Three KRaft nodes (broker and controller each) share a cluster id and a controller
-quorum; topics default to replication factor 3 and ``min.insync.replicas=2``, so one
+Three KRaft nodes (by default; broker and controller each) share a cluster id and a
+controller quorum; topics default to replication factor 3 and ``min.insync.replicas=2``, so one
 node may die without losing an acknowledged record. Every node binds to 127.0.0.1 on
 its own ports, which stay the same when a node is restarted, so clients reconnect by
 themselves.
@@ -91,6 +91,8 @@ class KafkaCluster:
             for node_id, port in ports.items()
         }
 
+        self._admin: Any = None
+
     def __repr__(self) -> str:
         return f"KafkaCluster(bootstrap={self.bootstrap_servers!r})"
 
@@ -132,12 +134,14 @@ class KafkaCluster:
     # Metadata -------------------------------------------------------------------
 
     def admin(self) -> Any:
-        """A short-lived AdminClient for the cluster."""
-        from confluent_kafka.admin import AdminClient
+        """An AdminClient for the cluster (one, kept: its futures die with it)."""
+        if self._admin is None:
+            from confluent_kafka.admin import AdminClient
 
-        return AdminClient(
-            {"bootstrap.servers": self.bootstrap_servers, "log_level": 0}  # nodes may be down
-        )
+            self._admin = AdminClient(
+                {"bootstrap.servers": self.bootstrap_servers, "log_level": 0}  # nodes may be down
+            )
+        return self._admin
 
     def _metadata(self, topic: str | None = None, timeout_s: float = 5.0) -> Any:
         return self.admin().list_topics(topic, timeout=timeout_s)
