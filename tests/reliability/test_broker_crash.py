@@ -36,23 +36,34 @@ def test_leader_killed_and_restarted_while_producing(
     topic = cluster_topic(partitions=1)
     victim = cluster.leader(topic)
     futures: list[DeliveryFuture] = []
-    restart = threading.Thread(target=cluster.start_nodes, args=(victim,))
+    timeline: dict[str, float] = {}
+    restart_due = threading.Event()
+
+    def fail_over_then_restart() -> None:
+        killed_at = time.monotonic()
+        while cluster.leader(topic) in (victim, -1):
+            time.sleep(0.1)
+        timeline["new_leader_after_s"] = time.monotonic() - killed_at
+        restart_due.wait(120)
+        cluster.start_nodes(victim)
+        timeline["node_down_s"] = time.monotonic() - killed_at
+
+    fault = threading.Thread(target=fail_over_then_restart)
     started = time.monotonic()
     with EventProducer(cluster_settings, schemas=schemas) as producer:
         for seq in range(TOTAL):
             if seq == KILL_AT:
                 cluster.kill(victim)
-                killed_at = time.monotonic()
+                fault.start()
             if seq == RESTART_AT:
-                restart.start()
+                restart_due.set()
             futures.append(producer.send(topic, order(seq), key=str(seq), schema=ORDER_SCHEMA))
             if seq % CHUNK == CHUNK - 1:
                 time.sleep(CHUNK_PAUSE_S)
         assert producer.flush(120) == 0, "records still unacknowledged after 120 s"
     produce_s = time.monotonic() - started
-    restart.join(180)
+    fault.join(180)
     new_leader = cluster.leader(topic)
-    outage_s = time.monotonic() - killed_at
     cluster.wait_in_sync(topic)
 
     acknowledged = {f.event_id for f in futures if f.exception(0) is None}
@@ -82,7 +93,7 @@ def test_leader_killed_and_restarted_while_producing(
         killed_node=victim,
         new_leader=new_leader,
         produce_s=round(produce_s, 1),
-        node_down_s=round(outage_s, 1),
+        **{name: round(seconds, 1) for name, seconds in timeline.items()},
     )
     assert new_leader != -1
     assert not lost, f"{len(lost)} acknowledged events were never consumed"
