@@ -63,6 +63,9 @@ _TRANSIENT_COMMIT_ERRORS = frozenset(
         KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
         KafkaError._WAIT_COORD,
         KafkaError._TIMED_OUT,
+        # The member was fenced (e.g. frozen past session.timeout.ms); it rejoins, and the
+        # partitions' new owner resumes from the last commit.
+        KafkaError._ASSIGNMENT_LOST,
     }
 )
 _DLQ_TIMEOUT_S = 30.0

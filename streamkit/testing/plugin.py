@@ -13,6 +13,9 @@ Installed with streamkit (entry point ``pytest11``), so any suite can ask for:
     :class:`~streamkit.settings.StreamkitSettings` pointing at both.
 ``kafka_admin``
     a ``confluent_kafka.admin.AdminClient`` for the broker.
+``kafka_cluster``
+    session-scoped 3-node replicated KRaft cluster (:class:`KafkaCluster`: replication
+    factor 3, ``min.insync.replicas=2``) with fault helpers (kill, stop, pause, heal).
 ``topic_factory``
     ``topic_factory(partitions=3, config=None) -> name`` creates a fresh topic.
 ``redis_server``
@@ -45,6 +48,7 @@ from typing import Any
 import pytest
 
 from streamkit.settings import StreamkitSettings, load_settings
+from streamkit.testing.cluster import KafkaCluster
 from streamkit.testing.containers import KafkaContainer, RegistryContainer
 from streamkit.testing.images import TestKitError
 from streamkit.testing.prometheus import prometheus_server
@@ -57,6 +61,7 @@ __all__ = [
     "TopicFactory",
     "kafka_admin",
     "kafka_broker",
+    "kafka_cluster",
     "kafka_mtls",
     "kafka_sasl_plain",
     "kafka_sasl_scram",
@@ -115,6 +120,16 @@ def kafka_broker(pytestconfig: pytest.Config) -> Iterator[KafkaEndpoint]:
         yield KafkaEndpoint(container.bootstrap_servers, container)
     finally:
         container.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster() -> Iterator[KafkaCluster]:
+    """Three replicated KRaft nodes on 127.0.0.1, for fault-injection tests."""
+    cluster: KafkaCluster = _start(KafkaCluster)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")
