@@ -12,6 +12,7 @@ cooperative), the offsets of everything handled are committed.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import signal
 import threading
@@ -31,6 +32,7 @@ from streamkit.errors import (
     ConfigProblem,
     DeliveryError,
     DeserializationError,
+    RegistryError,
     translate_kafka_error,
 )
 from streamkit.events import Event, EventDecoder
@@ -350,17 +352,34 @@ class EventConsumer:
         return False
 
     def _decode(self, message: Message) -> Event | DeserializationError:
-        try:
-            return self._decoder.decode(
-                message.value(),
-                topic=message.topic() or "",
-                partition=message.partition(),
-                offset=message.offset(),
-                key=message.key(),
-                headers=message.headers(),
-            )
-        except DeserializationError as exc:
-            return exc
+        # A registry that cannot be reached says nothing about the message: wait for it
+        # (until stopped) rather than dead-letter good events.
+        cap = self.settings.consumer.retry_backoff_max_ms / 1000
+        waits = itertools.chain(backoff_delays(self.settings.consumer), itertools.repeat(cap))
+        while True:
+            try:
+                return self._decoder.decode(
+                    message.value(),
+                    topic=message.topic() or "",
+                    partition=message.partition(),
+                    offset=message.offset(),
+                    key=message.key(),
+                    headers=message.headers(),
+                )
+            except DeserializationError as exc:
+                return exc
+            except RegistryError as exc:
+                delay = next(waits)
+                log.warning(
+                    "cannot resolve the writer schema of %s[%s]@%s (%s); retrying in %.1f s",
+                    message.topic(),
+                    message.partition(),
+                    message.offset(),
+                    exc,
+                    delay,
+                )
+                if self._stopping.wait(delay):
+                    raise _StopRequestedError from exc
 
     def _run_batch(self, decoded: list[tuple[Message, Event]], keys: list[_Claim]) -> bool:
         """Hand the batch to the batch handler; False means: handle one by one."""

@@ -161,13 +161,26 @@ class DeserializationError(StreamkitError):
 
 
 class RegistryError(StreamkitError):
-    """The schema registry failed, refused a request, or could not be reached."""
+    """The schema registry failed, refused a request, or could not be reached.
+
+    Attributes:
+        transient: the registry was unreachable or failed on its side (HTTP 5xx, 408,
+            429); the same request may succeed later. False for a definite answer.
+    """
 
     def __init__(
-        self, message: str, *, http_status: int | None = None, error_code: int | None = None
+        self,
+        message: str,
+        *,
+        http_status: int | None = None,
+        error_code: int | None = None,
+        transient: bool = False,
     ) -> None:
         self.http_status = http_status
         self.error_code = error_code
+        self.transient = transient or (
+            http_status is not None and (http_status >= 500 or http_status in (408, 429))
+        )
         super().__init__(message)
 
 

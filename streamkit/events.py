@@ -28,6 +28,7 @@ from fastavro import schemaless_reader, schemaless_writer
 
 from streamkit.errors import (
     DeserializationError,
+    RegistryError,
     SchemaValidationError,
     SerializationError,
     StreamkitError,
@@ -243,6 +244,8 @@ class EventDecoder:
         Raises:
             DeserializationError: not wire format, unknown schema id, or a body that
                 does not match its writer schema; topic/partition/offset are attached.
+            RegistryError: the writer schema is not cached and the registry cannot be
+                reached now (``transient``); the message itself may be fine.
         """
         writer: ValueSchema | None = None
         try:
@@ -256,6 +259,15 @@ class EventDecoder:
         except SchemaValidationError as exc:
             raise DeserializationError(
                 f"JSON body does not match its writer schema: {exc}",
+                topic=topic,
+                partition=partition,
+                offset=offset,
+            ) from exc
+        except RegistryError as exc:
+            if exc.transient:
+                raise  # the message is fine: the registry is down, try again later
+            raise DeserializationError(
+                f"cannot resolve writer schema: {exc}",
                 topic=topic,
                 partition=partition,
                 offset=offset,

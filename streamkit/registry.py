@@ -56,13 +56,16 @@ def registry_errors(action: str, *, subject: str | None = None) -> Iterator[None
             http_status=exc.http_status_code,
             error_code=exc.error_code,
         ) from exc
-    except (OSError, ValueError) as exc:  # httpx transport errors derive from neither
+    except OSError as exc:
+        raise RegistryError(f"cannot {action}{where}: {exc}", transient=True) from exc
+    except ValueError as exc:  # httpx transport errors derive from neither
         raise RegistryError(f"cannot {action}{where}: {exc}") from exc
     except Exception as exc:
         if type(exc).__module__.startswith("httpx"):
             raise RegistryError(
                 f"cannot reach the schema registry to {action}{where}: {exc} "
-                "(hint: check STREAMKIT_SCHEMA_REGISTRY__URL and that the registry runs)"
+                "(hint: check STREAMKIT_SCHEMA_REGISTRY__URL and that the registry runs)",
+                transient=True,
             ) from exc
         raise
 

@@ -61,3 +61,46 @@ def test_cached_schemas_keep_producing_and_decoding_while_registry_is_down(
     assert len(acknowledged) == DURING_OUTAGE
     assert consumer.stats.dead_lettered == 0
     assert len(collector.ids) == DURING_OUTAGE + 1
+
+
+def test_a_consumer_without_the_writer_schema_waits_for_the_registry(
+    cluster: KafkaCluster,
+    private_registry: RegistryEndpoint,
+    cluster_topic: Callable[..., str],
+    schemas: SchemaSet,
+    consumers: ConsumerRunner,
+    figures: dict[str, Any],
+) -> None:
+    settings = cluster_settings_for(
+        cluster,
+        private_registry.url,
+        schema_registry={"timeout_s": 2},
+        consumer={"retry_backoff_max_ms": 1000},
+    )
+    topic = cluster_topic()
+    assert private_registry.container is not None
+    registry = private_registry.container.get_wrapped_container()
+    with EventProducer(settings, schemas=schemas) as producer:
+        futures = [producer.send(topic, order(seq), schema=ORDER_SCHEMA) for seq in range(50)]
+        sent = {future.result(30).event_id for future in futures}
+
+    registry.pause()  # unreachable: requests time out (not a definite "unknown schema")
+    paused_at = time.monotonic()
+    try:
+        collector = Collector()
+        consumer = consumers.start(EventConsumer([topic], collector, settings=settings))
+        consumers.wait_for(lambda: consumer.stats.consumed >= 1, 60)
+        time.sleep(5)  # several lookups fail meanwhile
+        assert consumer.stats.dead_lettered == 0
+        assert not collector.ids
+    finally:
+        registry.unpause()
+    waited_s = time.monotonic() - paused_at
+    consumers.wait_for(collector.has_all(sent), 60)
+    figures.update(
+        registry_paused_s=round(waited_s, 1),
+        handled_after_pause=len(set(collector.ids)),
+        dead_lettered_during_pause=consumer.stats.dead_lettered,
+    )
+    assert consumer.stats.dead_lettered == 0
+    assert set(collector.ids) == sent

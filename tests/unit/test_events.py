@@ -105,6 +105,39 @@ def test_decode_failures_carry_position(value: bytes, reason: str) -> None:
     assert (caught.value.topic, caught.value.partition, caught.value.offset) == ("t", 2, 3)
 
 
+class UnreachableRegistry:
+    """A registry that cannot be reached, or answers with a server error."""
+
+    def __init__(self, error: RegistryError) -> None:
+        self.error = error
+
+    def schema_by_id(self, schema_id: int) -> AvroSchema:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RegistryError("cannot reach the schema registry", transient=True),
+        RegistryError("registry failed", http_status=503),
+        RegistryError("too many requests", http_status=429),
+    ],
+)
+def test_an_unreachable_registry_is_not_a_bad_message(error: RegistryError) -> None:
+    # A DeserializationError would send a good message to the dead-letter topic.
+    with pytest.raises(RegistryError) as caught:
+        EventDecoder(UnreachableRegistry(error)).decode(frame(1, b"\x02"), topic="t")
+    assert not isinstance(caught.value, DeserializationError)
+    assert caught.value.transient
+
+
+def test_a_definite_registry_answer_makes_the_message_undecodable() -> None:
+    refused = RegistryError("bad request", http_status=422)
+    assert not refused.transient
+    with pytest.raises(DeserializationError, match="cannot resolve writer schema"):
+        EventDecoder(UnreachableRegistry(refused)).decode(frame(1, b"\x02"), topic="t")
+
+
 def test_reader_schema_fills_new_field_defaults() -> None:
     reader = AvroSchema.from_definition(
         {
