@@ -13,9 +13,9 @@ decode the value.
 from __future__ import annotations
 
 import io
+import os
 import struct
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,8 +35,10 @@ __all__ = [
     "EventDecoder",
     "EventEncoder",
     "WriterSchemaSource",
+    "envelope_headers",
     "frame",
     "header_value",
+    "new_event_id",
     "unframe",
 ]
 
@@ -47,9 +49,22 @@ ENVELOPE_FIELDS = frozenset({"id", "timestamp", "type", "payload"})
 MAGIC_BYTE = 0
 _HEADER = struct.Struct(">bI")
 
+# Variant nibble of an RFC 4122 UUID: 10xx, from any random hex digit.
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
 Header = tuple[str, str | bytes | None]
 Headers = list[Header]
 RawHeaders = Headers | dict[str, str | bytes | None] | None
+
+
+def new_event_id() -> str:
+    """A random (version 4) UUID as text; the default event id.
+
+    The same 122 random bits and layout as ``str(uuid.uuid4())``, without building a
+    ``UUID`` object: a third of the cost, and it is paid for every event sent.
+    """
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
 @dataclass(slots=True)
@@ -62,7 +77,7 @@ class Event:
 
     payload: Any
     type: str
-    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    id: str = field(default_factory=new_event_id)
     timestamp: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
     key: bytes | None = None
     topic: str | None = None
@@ -113,11 +128,12 @@ def header_value(headers: RawHeaders, name: str) -> bytes | None:
 class EventEncoder:
     """Validates and encodes events for one value schema (parsed once, id cached)."""
 
-    __slots__ = ("_prefix", "envelope", "schema", "schema_id")
+    __slots__ = ("_prefix", "envelope", "schema", "schema_id", "short_name")
 
     def __init__(self, schema: AvroSchema, schema_id: int) -> None:
         self.schema = schema
         self.schema_id = schema_id
+        self.short_name = schema.name.rpartition(".")[2]  # the default event type
         self.envelope = schema.field_names >= ENVELOPE_FIELDS
         self._prefix = frame(schema_id, b"")
 
@@ -126,14 +142,13 @@ class EventEncoder:
 
     def record(self, event: Event) -> Any:
         """The Avro record written for ``event``."""
+        return self.record_of(event.payload, event.type, event.id, event.timestamp)
+
+    def record_of(self, payload: Any, event_type: str, event_id: str, timestamp: int) -> Any:
+        """The Avro record written for an event with these fields (no Event needed)."""
         if not self.envelope:
-            return event.payload
-        return {
-            "id": event.id,
-            "timestamp": event.timestamp,
-            "type": event.type,
-            "payload": event.payload,
-        }
+            return payload
+        return {"id": event_id, "timestamp": timestamp, "type": event_type, "payload": payload}
 
     def encode(self, event: Event) -> bytes:
         """Validate ``event`` and return its framed Avro value.
@@ -142,7 +157,15 @@ class EventEncoder:
             SchemaValidationError: the record breaks the schema (field path named).
             SerializationError: fastavro could not encode a record that validated.
         """
-        record = self.record(event)
+        return self.encode_record(self.record(event))
+
+    def encode_record(self, record: Any) -> bytes:
+        """Validate an Avro ``record`` (see :meth:`record_of`) and return its framed value.
+
+        Raises:
+            SchemaValidationError: the record breaks the schema (field path named).
+            SerializationError: fastavro could not encode a record that validated.
+        """
         validate_record(self.schema, record)
         buffer = io.BytesIO()
         buffer.write(self._prefix)
@@ -155,12 +178,21 @@ class EventEncoder:
     @staticmethod
     def headers(event: Event) -> Headers:
         """The envelope headers of ``event``, followed by its own."""
-        return [
-            (HEADER_EVENT_ID, event.id.encode()),
-            (HEADER_EVENT_TYPE, event.type.encode()),
-            (HEADER_EVENT_TIME, str(event.timestamp).encode()),
-            *event.headers,
-        ]
+        return envelope_headers(event.id, event.type, event.timestamp, event.headers)
+
+
+def envelope_headers(
+    event_id: str, event_type: str, timestamp: int, extra: Headers | None = None
+) -> Headers:
+    """The ``event-id``/``event-type``/``event-time`` headers, then ``extra``."""
+    headers: Headers = [
+        (HEADER_EVENT_ID, event_id.encode()),
+        (HEADER_EVENT_TYPE, event_type.encode()),
+        (HEADER_EVENT_TIME, str(timestamp).encode()),
+    ]
+    if extra:
+        headers.extend(extra)
+    return headers
 
 
 class WriterSchemaSource(Protocol):
