@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from streamkit.events import (
     EventEncoder,
     frame,
     header_value,
+    new_event_id,
     unframe,
 )
 from streamkit.schemas import AvroSchema, load_schemas
@@ -129,3 +131,11 @@ def test_header_value_takes_last_and_accepts_dicts() -> None:
 
 def test_event_time_is_utc(envelope_schema: Any) -> None:
     assert Event(payload={}, type="t", timestamp=0).time.isoformat() == "1970-01-01T00:00:00+00:00"
+
+
+def test_new_event_ids_are_random_version_4_uuids() -> None:
+    ids = {new_event_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert (str(parsed), parsed.version, parsed.variant) == (text, 4, uuid.RFC_4122)
