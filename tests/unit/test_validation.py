@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import uuid
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,7 @@ EVERY_TYPE = parse_schema(
             {"name": "u", "type": ["null", "long", "Color"], "default": None},
             {"name": "id", "type": {"type": "string", "logicalType": "uuid"}},
             {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+            {"name": "day", "type": {"type": "int", "logicalType": "date"}, "default": 0},
             {"name": "next", "type": ["null", "Everything"], "default": None},
         ],
     }
@@ -84,6 +87,10 @@ leaves = st.one_of(
     st.text(max_size=5),
     st.binary(max_size=5),
     st.sampled_from(["RED", "GREEN", "BLUE", "EUR", "PLACED"]),
+    # what the logical types convert: fastavro accepts these in their fields
+    st.datetimes(timezones=st.just(UTC)),
+    st.dates(),
+    st.uuids(),
 )
 values = st.recursive(
     leaves,
@@ -141,6 +148,19 @@ def test_valid_records_pass() -> None:
     }
     assert order_schema.check(envelope)
     assert compile_check(EVERY_TYPE, EVERY_TYPE["__named_schemas"])(VALID)
+
+
+def test_logical_types_take_what_fastavro_converts() -> None:
+    check = compile_check(EVERY_TYPE, EVERY_TYPE["__named_schemas"])
+    converted = {
+        **VALID,
+        "id": uuid.uuid4(),
+        "ts": datetime(2026, 1, 2, tzinfo=UTC),
+        "day": date(2026, 1, 2),
+    }
+    assert validate(converted, EVERY_TYPE, raise_errors=False)
+    assert check(converted)
+    assert not check({**VALID, "ts": "yesterday"})
 
 
 @settings(max_examples=400, deadline=None)
