@@ -13,7 +13,7 @@ import struct
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +38,26 @@ class Env:
 
 @dataclass(frozen=True)
 class Timing:
-    """Seconds for the measured ``count`` records; latency runs add samples in ms."""
+    """Wall and CPU seconds (the whole process: librdkafka's threads too) for the
+    measured ``count`` records; latency runs add samples in ms."""
 
     seconds: float
     count: int
+    cpu_seconds: float = 0.0
     latencies_ms: tuple[float, ...] = ()
+
+
+class Stopwatch:
+    """Wall clock and process CPU time from :meth:`start` to :meth:`stop`."""
+
+    def __init__(self) -> None:
+        self.wall = self.cpu = 0.0
+
+    def start(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def stop(self, count: int) -> Timing:
+        return Timing(time.perf_counter() - self.wall, count, time.process_time() - self.cpu)
 
 
 def settings(env: Env, group: str | None = None) -> Any:
@@ -142,24 +157,25 @@ class Clock:
 
     def __init__(self, warmup: int, count: int) -> None:
         self.warmup, self.count, self.seen = warmup, count, 0
-        self.started = self.stopped = 0.0
+        self._watch = Stopwatch()
+        self._timing: Timing | None = None
 
     def tick(self) -> bool:
         """Count one record; True once warm-up and measured records are all in."""
         self.seen += 1
         if self.seen == self.warmup:
-            self.started = time.perf_counter()
+            self._watch.start()
         if self.seen >= self.warmup + self.count:
-            if not self.stopped:
-                self.stopped = time.perf_counter()
+            if self._timing is None:
+                self._timing = self._watch.stop(self.count)
             return True
         return False
 
-    def timing(self, name: str) -> Timing:
+    def timing(self, name: str, latencies_ms: list[float] | None = None) -> Timing:
         """The measured part; fails loudly if fewer records than promised came in."""
-        if self.seen < self.warmup + self.count:
+        if self._timing is None:
             raise RuntimeError(f"{name}: only {self.seen}/{self.warmup + self.count} records")
-        return Timing(self.stopped - self.started, self.count)
+        return replace(self._timing, latencies_ms=tuple(latencies_ms or ()))
 
 
 class Pacer:

@@ -136,6 +136,7 @@ def _throughput(
     args: argparse.Namespace,
 ) -> dict[str, dict[str, Any]]:
     rates: dict[str, list[float]] = {name: [] for name in table}
+    cpu: dict[str, list[float]] = {name: [] for name in table}  # µs of process CPU per record
     errors: dict[str, str] = {}
     for round_ in range(1, args.rounds + 1):
         shared = ""
@@ -154,8 +155,14 @@ def _throughput(
                 continue
             rate = timing.count / timing.seconds
             rates[name].append(rate)
-            print(f"  {kind:8} {name:18} round {round_}: {rate:9.0f} msgs/s", flush=True)
+            cpu[name].append(timing.cpu_seconds / timing.count * 1e6)
+            print(
+                f"  {kind:8} {name:18} round {round_}: {rate:9.0f} msgs/s"
+                f"  {cpu[name][-1]:6.1f} µs CPU/msg",
+                flush=True,
+            )
     floor = max(rates.get("floor") or [float("nan")])
+    floor_cpu = min(cpu.get("floor") or [float("nan")])
     results: dict[str, dict[str, Any]] = {}
     for name, runs in rates.items():
         if not runs:
@@ -167,6 +174,9 @@ def _throughput(
             "ratio": round(best / floor, 3),
             "median_msgs_per_s": round(statistics.median(runs)),
             "rounds": [round(rate) for rate in runs],
+            # process CPU per record (best round): steadier than wall time on a busy host
+            "cpu_us_per_msg": round(min(cpu[name]), 2),
+            "cpu_ratio": round(min(cpu[name]) / floor_cpu, 3),
             "messages": args.messages,
         }
     return results
@@ -212,13 +222,16 @@ def _latency(env: Env, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 
 def _print_table(results: dict[str, dict[str, dict[str, Any]]]) -> None:
-    print(f"\n{'':9}{'contender':20}{'msgs/s':>10}{'x floor':>9}")
+    print(f"\n{'':9}{'contender':20}{'msgs/s':>10}{'x floor':>9}{'CPU µs/msg':>12}{'x floor':>9}")
     for kind in ("produce", "consume"):
         for name, figures in results[kind].items():
             if figures["msgs_per_s"] is None:
                 print(f"{kind:9}{name:20}{'failed':>10}  {figures.get('error')}")
             else:
-                print(f"{kind:9}{name:20}{figures['msgs_per_s']:>10}{figures['ratio']:>9.2f}")
+                print(
+                    f"{kind:9}{name:20}{figures['msgs_per_s']:>10}{figures['ratio']:>9.2f}"
+                    f"{figures['cpu_us_per_msg']:>12.1f}{figures['cpu_ratio']:>9.2f}"
+                )
     if results["latency"]:
         print(
             f"\n{'latency':9}{'contender':20}{'p50 ms':>10}{'x floor':>9}"

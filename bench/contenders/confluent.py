@@ -3,13 +3,13 @@ DeserializingConsumer + AvroDeserializer, against the same registry."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
 from bench.common import (
     Clock,
     Env,
+    Stopwatch,
     Timing,
     consumer_config,
     envelope,
@@ -68,14 +68,15 @@ def produce(env: Env, topic: str, count: int, warmup: int) -> Timing:
         send(records[i], i)
     producer.flush(120)
     delivered = 0
-    started = time.perf_counter()
+    watch = Stopwatch()
+    watch.start()
     for i in range(warmup, warmup + count):
         send(records[i], i)
     producer.flush(120)
-    elapsed = time.perf_counter() - started
+    timing = watch.stop(count)
     if failed or delivered != count:
         raise RuntimeError(f"confluent: {delivered}/{count} acknowledged")
-    return Timing(elapsed, count)
+    return timing
 
 
 def consume(env: Env, topic: str, count: int, warmup: int) -> Timing:

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from typing import Any
 
 from bench.common import (
     Clock,
     Env,
+    Stopwatch,
     Timing,
     avro_decoder,
     avro_encoder,
@@ -65,11 +65,11 @@ async def _produce(env: Env, topic: str, count: int, warmup: int) -> Timing:
             )
 
         await asyncio.gather(*[await publish(i) for i in range(warmup)])
-        started = time.perf_counter()
+        watch = Stopwatch()
+        watch.start()
         pending = [await publish(i) for i in range(warmup, warmup + count)]
         await asyncio.gather(*pending)  # raises on the first failed delivery
-        elapsed = time.perf_counter() - started
-    return Timing(elapsed, count)
+        return watch.stop(count)
 
 
 def consume(env: Env, topic: str, count: int, warmup: int) -> Timing:

@@ -13,6 +13,7 @@ from bench.common import (
     Clock,
     Env,
     Pacer,
+    Stopwatch,
     Timing,
     avro_decoder,
     avro_encoder,
@@ -71,18 +72,18 @@ class _Sender:
 
 
 def produce(env: Env, topic: str, count: int, warmup: int) -> Timing:
-    import time
 
     sender = _Sender(env, topic)
     records = payloads(warmup + count)
     for i in range(warmup):
         sender.send(records[i], i)
     sender.settle(warmup)
-    started = time.perf_counter()
+    watch = Stopwatch()
+    watch.start()
     for i in range(warmup, warmup + count):
         sender.send(records[i], i)
     sender.settle(count)
-    return Timing(time.perf_counter() - started, count)
+    return watch.stop(count)
 
 
 def fill(env: Env, topic: str, count: int) -> None:
@@ -153,5 +154,4 @@ def latency_consume(env: Env, topic: str, count: int, warmup: int, ready: ReadyE
         if messages:
             consumer.commit(asynchronous=False)
     consumer.close()
-    timing = clock.timing("floor latency")
-    return Timing(timing.seconds, count, tuple(samples))
+    return clock.timing("floor latency", samples)

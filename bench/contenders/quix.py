@@ -6,11 +6,19 @@ every 500 records like the floor's batches)."""
 from __future__ import annotations
 
 import tempfile
-import time
 import uuid
 from typing import Any
 
-from bench.common import Clock, Env, Timing, envelope, order_schema, payloads, producer_config
+from bench.common import (
+    Clock,
+    Env,
+    Stopwatch,
+    Timing,
+    envelope,
+    order_schema,
+    payloads,
+    producer_config,
+)
 
 
 def _application(env: Env, directory: str, group: str | None = None) -> Any:
@@ -79,14 +87,15 @@ def produce(env: Env, topic: str, count: int, warmup: int) -> Timing:
                 send(i)
             producer.flush(120)
             delivered = 0
-            started = time.perf_counter()
+            watch = Stopwatch()
+            watch.start()
             for i in range(warmup, warmup + count):
                 send(i)
             producer.flush(120)
-            elapsed = time.perf_counter() - started
+            timing = watch.stop(count)
     if failed or delivered != count:
         raise RuntimeError(f"quixstreams: {delivered}/{count} acknowledged")
-    return Timing(elapsed, count)
+    return timing
 
 
 def consume(env: Env, topic: str, count: int, warmup: int) -> Timing:

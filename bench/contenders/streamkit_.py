@@ -6,11 +6,20 @@
 
 from __future__ import annotations
 
-import time
 from multiprocessing.synchronize import Event as ReadyEvent
 from typing import Any
 
-from bench.common import SCHEMA_NAME, SCHEMAS, Clock, Env, Pacer, Timing, latency_ms, payloads
+from bench.common import (
+    SCHEMA_NAME,
+    SCHEMAS,
+    Clock,
+    Env,
+    Pacer,
+    Stopwatch,
+    Timing,
+    latency_ms,
+    payloads,
+)
 from bench.common import sent_header as _sent_header
 from bench.common import settings as _settings
 
@@ -23,17 +32,18 @@ def produce(env: Env, topic: str, count: int, warmup: int) -> Timing:
         for i in range(warmup):
             producer.send(topic, records[i], key=str(i), schema=SCHEMA_NAME)
         producer.flush(120)
-        started = time.perf_counter()
+        watch = Stopwatch()
+        watch.start()
         futures = [
             producer.send(topic, records[i], key=str(i), schema=SCHEMA_NAME)
             for i in range(warmup, warmup + count)
         ]
         producer.flush(120)
-        elapsed = time.perf_counter() - started
+        timing = watch.stop(count)
     failed = sum(1 for future in futures if future.exception(0) is not None)
     if failed:
         raise RuntimeError(f"streamkit: {failed}/{count} not acknowledged")
-    return Timing(elapsed, count)
+    return timing
 
 
 def _store(env: Env, backend: str | None, directory: str) -> Any:
@@ -109,5 +119,4 @@ def latency_consume(env: Env, topic: str, count: int, warmup: int, ready: ReadyE
     )
     with consumer:
         consumer.run(idle_timeout_s=60, handle_signals=False)
-    timing = clock.timing("streamkit latency")
-    return Timing(timing.seconds, count, tuple(samples))
+    return clock.timing("streamkit latency", samples)
