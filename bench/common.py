@@ -107,6 +107,16 @@ def envelope(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def headers(record: dict[str, Any]) -> list[tuple[str, bytes]]:
+    """The headers every contender sends: streamkit's envelope headers (id, type, time),
+    so that every contender puts the same bytes on the wire."""
+    return [
+        ("event-id", record["id"].encode()),
+        ("event-type", record["type"].encode()),
+        ("event-time", str(record["timestamp"]).encode()),
+    ]
+
+
 def register(env: Env, topic: str) -> tuple[int, Any]:
     """Register the order schema for ``topic``; return (schema id, fastavro parsed schema)."""
     from streamkit.registry import SchemaRegistry

@@ -134,12 +134,13 @@ def header_value(headers: RawHeaders, name: str) -> bytes | None:
 class EventEncoder:
     """Validates and encodes events for one value schema (parsed once, id cached)."""
 
-    __slots__ = ("_prefix", "envelope", "schema", "schema_id", "short_name")
+    __slots__ = ("_check", "_prefix", "envelope", "schema", "schema_id", "short_name")
 
     def __init__(self, schema: AvroSchema, schema_id: int) -> None:
         self.schema = schema
         self.schema_id = schema_id
         self.short_name = schema.name.rpartition(".")[2]  # the default event type
+        self._check = schema.check
         self.envelope = schema.field_names >= ENVELOPE_FIELDS
         self._prefix = frame(schema_id, b"")
 
@@ -172,7 +173,8 @@ class EventEncoder:
             SchemaValidationError: the record breaks the schema (field path named).
             SerializationError: fastavro could not encode a record that validated.
         """
-        validate_record(self.schema, record)
+        if not self._check(record):
+            validate_record(self.schema, record)  # raises, naming the field
         buffer = io.BytesIO()
         buffer.write(self._prefix)
         try:

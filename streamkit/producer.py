@@ -94,6 +94,7 @@ class EventProducer:
         self._fatal: KafkaClientError | None = None
         self._closed = False
         self._unpolled = 0
+        self._serve = self._producer.poll  # one bound method shared by every future
         self._transactional = self.settings.producer.transactional_id is not None
         if self._transactional:
             self._call("init transactions", self._producer.init_transactions, 30)
@@ -196,7 +197,7 @@ class EventProducer:
         if timestamp is None:
             timestamp = time.time_ns() // 1_000_000
         value = encoder.encode_record(encoder.record_of(payload, event_type, event_id, timestamp))
-        future = DeliveryFuture(event_id, self._producer.poll)
+        future = DeliveryFuture(event_id, self._serve)
         self._produce(
             topic,
             value,

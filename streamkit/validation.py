@@ -15,6 +15,7 @@ asks fastavro where and why.
 from __future__ import annotations
 
 import array
+import itertools
 import numbers
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -60,7 +61,8 @@ class _Generator:
 
     def __init__(self, named: Mapping[str, Any]) -> None:
         self._named = named
-        self._functions: dict[str, str] = {}  # named type -> function name
+        self._functions: dict[str, str] = {}  # record name -> function name
+        self._serial = itertools.count()
         self.lines: list[str] = []
         self.constants: dict[str, Any] = {
             "Mapping": Mapping,
@@ -70,7 +72,7 @@ class _Generator:
         }
 
     def _name(self, prefix: str) -> str:
-        return f"_{prefix}{len(self.lines)}_{len(self.constants)}"
+        return f"_{prefix}{next(self._serial)}"
 
     def _constant(self, value: Any) -> str:
         name = f"_c{len(self.constants)}"
@@ -82,12 +84,12 @@ class _Generator:
         if isinstance(schema, list):
             return "(" + " or ".join(self.test(branch, var) for branch in schema) + ")"
         if isinstance(schema, str):
-            return self._primitive(schema, var) or f"{self._named_type(schema)}({var})"
+            return self._primitive(schema, var) or self._named_type(schema, var)
         logical = schema.get("logicalType")
         if logical:
             key = f"{schema['type']}-{logical}"
             if key in LOGICAL_WRITERS:
-                return f"{self._logical(schema, key)}({var})"
+                return self._logical(schema, key, var)
         kind = schema["type"]
         if kind in ("record", "error", "request"):
             return f"{self._record(schema)}({var})"
@@ -119,19 +121,19 @@ class _Generator:
             "double": f"(type({var}) is float or type({var}) is int or _real({var}))",
         }.get(name)
 
-    def _named_type(self, name: str) -> str:
-        function = self._functions.get(name)
-        if function is None:
-            # Named before it is generated, so that recursive types (a linked list) work.
-            function = self._functions[name] = self._name("named")
-            self._define(function, [f"return {self.test(self._named[name], 'datum')}"])
-        return function
+    def _named_type(self, name: str, var: str) -> str:
+        # Inlined at each use; only records become functions (cached by name, so a
+        # recursive record calls itself).
+        return self.test(self._named[name], var)
 
     def _define(self, function: str, body: list[str]) -> None:
         self.lines += [f"def {function}(datum):", *(f"    {line}" for line in body), ""]
 
     def _record(self, schema: dict[str, Any]) -> str:
-        function = self._name("record")
+        function = self._functions.get(schema["name"])
+        if function is not None:
+            return function
+        function = self._functions[schema["name"]] = self._name("record")
         body = [
             "if type(datum) is not dict and not isinstance(datum, Mapping):",
             "    return False",
@@ -182,24 +184,29 @@ class _Generator:
         )
         return function
 
-    def _logical(self, schema: dict[str, Any], key: str) -> str:
+    def _logical(self, schema: dict[str, Any], key: str, var: str) -> str:
         function = self._name("logical")
         prepare = self._constant(LOGICAL_WRITERS[key])
         definition = self._constant(schema)
-        base = self.test({k: v for k, v in schema.items() if k != "logicalType"}, "v")
-        body = []
+        underlying = {k: v for k, v in schema.items() if k != "logicalType"}
+        self._define(
+            function,
+            [
+                "try:",
+                f"    v = {prepare}(datum, {definition})",
+                "except Exception:  # a value the logical type cannot even convert",
+                "    return False",
+                f"return {self.test(underlying, 'v')}",
+            ],
+        )
         exact = _IDENTITY_FOR.get(key)
-        if exact is not None:
-            body += [f"if type(datum) is {exact.__name__}:", "    v = datum", f"    return {base}"]
-        body += [
-            "try:",
-            f"    v = {prepare}(datum, {definition})",
-            "except Exception:  # a value the logical type cannot even convert",
-            "    return False",
-            f"return {base}",
-        ]
-        self._define(function, body)
-        return function
+        if exact is None:
+            return f"{function}({var})"
+        # The common case inline: a value of the underlying class, which prepare keeps.
+        return (
+            f"({self.test(underlying, var)} if type({var}) is {exact.__name__}"
+            f" else {function}({var}))"
+        )
 
 
 def compile_check(parsed: Mapping[str, Any], named: Mapping[str, Any]) -> Check:

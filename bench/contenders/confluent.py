@@ -13,6 +13,7 @@ from bench.common import (
     Timing,
     consumer_config,
     envelope,
+    headers,
     order_schema,
     payloads,
     producer_config,
@@ -55,7 +56,7 @@ def produce(env: Env, topic: str, count: int, warmup: int) -> Timing:
                     topic,
                     key=str(seq),
                     value=record,
-                    headers=[("event-id", record["id"].encode())],
+                    headers=headers(record),
                     on_delivery=on_delivery,
                 )
                 break

@@ -24,6 +24,7 @@ from bench.common import (
     avro_decoder,
     avro_encoder,
     envelope,
+    headers,
     payloads,
     register,
 )
@@ -60,7 +61,7 @@ async def _produce(env: Env, topic: str, count: int, warmup: int) -> Timing:
             return await publisher.publish(
                 encode(record),
                 key=str(index).encode(),
-                headers={"event-id": record["id"]},
+                headers={name: value.decode() for name, value in headers(record)},
                 no_confirm=True,
             )
 

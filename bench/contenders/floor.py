@@ -19,6 +19,7 @@ from bench.common import (
     avro_encoder,
     consumer_config,
     envelope,
+    headers,
     latency_ms,
     payloads,
     producer_config,
@@ -47,16 +48,16 @@ class _Sender:
     def send(self, payload: dict[str, Any], seq: int, *, latency: bool = False) -> None:
         record = envelope(payload)
         value = self.encode(record)
-        headers = [("event-id", record["id"].encode())]
+        envelope_headers = headers(record)
         if latency:
-            headers.append(sent_header())
+            envelope_headers.append(sent_header())
         while True:
             try:
                 self.producer.produce(
                     self.topic,
                     value,
                     str(seq).encode(),
-                    headers=headers,
+                    headers=envelope_headers,
                     on_delivery=self._on_delivery,
                 )
                 break

@@ -15,6 +15,7 @@ from bench.common import (
     Stopwatch,
     Timing,
     envelope,
+    headers,
     order_schema,
     payloads,
     producer_config,
@@ -79,7 +80,7 @@ def produce(env: Env, topic: str, count: int, warmup: int) -> Timing:
                     topic=target.name,
                     key=message.key,
                     value=message.value,
-                    headers=[("event-id", record["id"].encode())],
+                    headers=headers(record),
                     on_delivery=on_delivery,
                 )
 

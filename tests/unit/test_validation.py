@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastavro import parse_schema
 from fastavro.validation import validate
 from hypothesis import given, settings
@@ -185,3 +186,33 @@ def test_agrees_with_fastavro_on_the_order_schema(data: st.DataObject) -> None:
 @given(values)
 def test_agrees_with_fastavro_on_arbitrary_values(datum: Any) -> None:
     _agree(datum, EVERY_TYPE)
+
+
+def ARRAY_OF(items: str) -> dict[str, Any]:  # noqa: N802 - reads as a schema constant
+    return {"type": "array", "items": items}
+
+
+NESTED = parse_schema(
+    {
+        "type": "record",
+        "name": "Nested",
+        "fields": [
+            {"name": "grid", "type": {"type": "array", "items": ARRAY_OF("int")}},
+            {"name": "tags", "type": {"type": "map", "values": ARRAY_OF("string")}},
+        ],
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("datum", "expected"),
+    [
+        ({"grid": [[1, 2], []], "tags": {"a": ["x"]}}, True),
+        ({"grid": [[1, "2"]], "tags": {}}, False),
+        ({"grid": [1], "tags": {}}, False),
+        ({"grid": [], "tags": {"a": [1]}}, False),
+    ],
+)
+def test_nested_collections(datum: Any, expected: bool) -> None:
+    assert validate(datum, NESTED, raise_errors=False) is expected
+    assert compile_check(NESTED, NESTED["__named_schemas"])(datum) is expected
