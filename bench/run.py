@@ -116,7 +116,7 @@ def _cluster(need_redis: bool) -> Iterator[Env]:
         if need_redis:
             from streamkit.testing.redis import RedisServer
 
-            redis = stack.enter_context(RedisServer().start()).url
+            redis = stack.enter_context(RedisServer()).url  # __enter__ starts it
         yield Env(bootstrap, registry, redis)
 
 

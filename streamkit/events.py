@@ -223,6 +223,20 @@ def _epoch_ms(value: Any) -> int:
     return int(value)
 
 
+def _without_envelope_logical_types(schema: AvroSchema) -> Any:
+    """``schema.parsed``, minus the logical types of a top-level envelope id and timestamp."""
+    parsed = schema.parsed
+    if not (isinstance(parsed, dict) and schema.field_names >= ENVELOPE_FIELDS):
+        return parsed
+    fields = []
+    for field_ in parsed["fields"]:
+        kind = field_["type"]
+        if field_["name"] in ("id", "timestamp") and isinstance(kind, dict):
+            field_ = {**field_, "type": {k: v for k, v in kind.items() if k != "logicalType"}}
+        fields.append(field_)
+    return {**parsed, "fields": fields}
+
+
 class EventDecoder:
     """Decodes Confluent wire-format Avro values into :class:`Event` objects.
 
@@ -236,6 +250,23 @@ class EventDecoder:
     ) -> None:
         self._schemas = schemas
         self._readers = dict(reader_schemas or {})
+        self._plain: dict[
+            int, Any
+        ] = {}  # writer schema id -> parsed form read without logical types
+
+    def _plain_envelope(self, schema_id: int, writer: AvroSchema) -> Any:
+        """The writer schema to read with when no reader schema applies.
+
+        An envelope's ``id`` and ``timestamp`` become a ``str`` and epoch milliseconds
+        in the :class:`Event` anyway, so they are read as the plain string and long
+        they are on the wire: fastavro would build a ``UUID`` and a ``datetime`` only
+        for them to be turned back (the ``datetime`` round trip could even lose a
+        millisecond to float rounding). Payload fields keep their logical types.
+        """
+        plain = self._plain.get(schema_id)
+        if plain is None:
+            plain = self._plain[schema_id] = _without_envelope_logical_types(writer)
+        return plain
 
     def decode(
         self,
@@ -257,9 +288,12 @@ class EventDecoder:
             schema_id, body = unframe(value)
             writer = self._schemas.schema_by_id(schema_id)
             reader = self._readers.get(topic)
-            record = schemaless_reader(
-                io.BytesIO(body), writer.parsed, reader.parsed if reader else None
-            )
+            if reader is None:
+                record = schemaless_reader(
+                    io.BytesIO(body), self._plain_envelope(schema_id, writer), None
+                )
+            else:
+                record = schemaless_reader(io.BytesIO(body), writer.parsed, reader.parsed)
         except DeserializationError as exc:
             raise DeserializationError(
                 str(exc), topic=topic, partition=partition, offset=offset
@@ -291,14 +325,14 @@ class EventDecoder:
         key: bytes | None,
         headers: RawHeaders,
     ) -> Event:
-        header_id = header_value(headers, HEADER_EVENT_ID)
-        header_type = header_value(headers, HEADER_EVENT_TYPE)
-        header_time = header_value(headers, HEADER_EVENT_TIME)
         envelope = isinstance(record, dict) and record.keys() >= ENVELOPE_FIELDS
         if envelope:
             event_id, event_type = str(record["id"]), str(record["type"])
             timestamp, payload = _epoch_ms(record["timestamp"]), record["payload"]
-        else:
+        else:  # the headers only matter when the value has no envelope
+            header_id = header_value(headers, HEADER_EVENT_ID)
+            header_type = header_value(headers, HEADER_EVENT_TYPE)
+            header_time = header_value(headers, HEADER_EVENT_TIME)
             event_id = header_id.decode() if header_id else f"{topic}-{partition}-{offset}"
             event_type = header_type.decode() if header_type else writer.name
             timestamp = int(header_time) if header_time else 0

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -139,3 +140,15 @@ def test_new_event_ids_are_random_version_4_uuids() -> None:
     for text in ids:
         parsed = uuid.UUID(text)
         assert (str(parsed), parsed.version, parsed.variant) == (text, 4, uuid.RFC_4122)
+
+
+def test_envelope_id_and_time_are_read_as_written_payload_keeps_logical_types(
+    envelope_schema: AvroSchema,
+) -> None:
+    encoder = EventEncoder(envelope_schema, 7)
+    decoder = EventDecoder(FakeRegistry({7: envelope_schema}))
+    for timestamp in (0, 1, 1_732_476_543_123, 253_402_300_799_999):
+        event = Event(payload=order(1), type="OrderPlaced", timestamp=timestamp)
+        decoded = decoder.decode(encoder.encode(event), topic="orders")
+        assert (decoded.id, decoded.timestamp) == (event.id, timestamp)
+        assert isinstance(decoded.payload["placed_at"], datetime)
