@@ -55,3 +55,18 @@ down:  ## stop and remove the docker-compose stack
 
 clean:  ## remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+# Benchmarks: peers live in their own venv, never in streamkit's dependencies.
+BENCH_VENV ?= .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+BENCH_ARGS ?=
+.PHONY: bench
+
+$(BENCH_STAMP): pyproject.toml bench/requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e . -r bench/requirements.txt
+	touch $(BENCH_STAMP)
+
+bench: services images $(BENCH_STAMP)  ## throughput/latency vs a hand-written floor and peers (not CI)
+	$(BENCH_VENV)/bin/python -m bench.run $(BENCH_ARGS)

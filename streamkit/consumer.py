@@ -417,7 +417,7 @@ class EventConsumer:
 
     def _attempt(self, call: Callable[[], Any], topic: str) -> Any:
         """Run ``call`` with retries; True on success, else the last exception."""
-        delays = backoff_delays(self.settings.consumer)
+        delays = None  # built on the first failure only: this runs for every message
         metrics = self._metrics
         while True:
             started = time.perf_counter()
@@ -426,6 +426,8 @@ class EventConsumer:
             except Exception as exc:
                 if metrics is not None:
                     metrics.handler_time(topic, time.perf_counter() - started)
+                if delays is None:
+                    delays = backoff_delays(self.settings.consumer)
                 delay = next(delays, None)
                 if delay is None:
                     return exc

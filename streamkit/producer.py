@@ -2,16 +2,17 @@
 
 Each record is validated against its Avro schema before it leaves the process; the
 schema is parsed once and its registry id cached, so the per-record path is: validate,
-encode with fastavro, hand to librdkafka. A background thread serves delivery reports,
-which settle the :class:`~streamkit.delivery.DeliveryFuture` returned by :meth:`send`.
+encode with fastavro, hand to librdkafka. Delivery reports settle the
+:class:`~streamkit.delivery.DeliveryFuture` returned by :meth:`send`; they are served
+inline, without a background thread (which cost every send a GIL hand-over): every
+few sends, by :meth:`flush`, :meth:`poll` and :meth:`close`, and by whoever waits on a
+future. Done-callbacks therefore run in the thread that serves the report.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,9 +23,9 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from streamkit.clientconfig import client_config
 from streamkit.connection import connect
-from streamkit.delivery import DeliveryFuture, DeliveryReport
+from streamkit.delivery import DeliveryFuture
 from streamkit.errors import DeliveryError, KafkaClientError, translate_kafka_error
-from streamkit.events import Event, EventEncoder, Headers
+from streamkit.events import EventEncoder, Headers, envelope_headers, new_event_id
 from streamkit.registry import SchemaRegistry
 from streamkit.schemas import SchemaSet, load_schemas, subject_name
 from streamkit.settings import StreamkitSettings, load_settings
@@ -36,8 +37,10 @@ __all__ = ["EventProducer"]
 
 log = logging.getLogger(__name__)
 
-_POLL_INTERVAL_S = 0.1
 _QUEUE_FULL_WAIT_S = 0.05
+# Serve delivery reports every this many sends: often enough that the report queue
+# stays short and callbacks run promptly, rarely enough that poll's cost is shared.
+_POLL_EVERY = 8
 Key = str | bytes | None
 
 
@@ -94,14 +97,12 @@ class EventProducer:
         )
         self._encoders: dict[tuple[str, str | None], EventEncoder] = {}
         self._fatal: KafkaClientError | None = None
-        self._closed = threading.Event()
+        self._closed = False
+        self._unpolled = 0
+        self._serve = self.poll  # one bound method shared by every future
         self._transactional = self.settings.producer.transactional_id is not None
         if self._transactional:
             self._call("init transactions", self._producer.init_transactions, 30)
-        self._poller = threading.Thread(
-            target=self._serve_deliveries, name="streamkit-delivery", daemon=True
-        )
-        self._poller.start()
 
     def __repr__(self) -> str:
         return (
@@ -132,16 +133,27 @@ class EventProducer:
         else:
             log.warning("producer: %s: %s", error.name(), error.str())
 
-    def _serve_deliveries(self) -> None:
-        while not self._closed.is_set():
-            try:
-                self._producer.poll(_POLL_INTERVAL_S)
-            except KafkaException as exc:
-                # poll raises a fatal error (e.g. an ACL refuses the idempotent producer
-                # id); keep serving so every pending future settles, and send() raises it.
-                if self._fatal is None:
-                    self._fatal = translate_kafka_error(exc.args[0], operation="produce")
-                self._closed.wait(_POLL_INTERVAL_S)
+    def poll(self, timeout: float = 0) -> int:
+        """Serve pending delivery reports (settling futures, running callbacks).
+
+        :meth:`send` does this every few records and waiting on a future does it too;
+        call it when the producer sits idle and done-callbacks should still run.
+        Returns the number of reports served.
+
+        Raises:
+            KafkaClientError: the producer met a fatal error (e.g. an ACL refuses the
+                idempotent producer id); it names the cause, after the reports it
+                failed were served.
+        """
+        try:
+            served: int = self._producer.poll(timeout)
+        except KafkaException as exc:
+            if self._fatal is None:
+                self._fatal = translate_kafka_error(exc.args[0], operation="produce")
+            raise self._fatal from exc
+        if self._fatal is not None:
+            raise self._fatal
+        return served
 
     def encoder(self, topic: str, schema: str | None = None) -> EventEncoder:
         """The encoder for ``topic`` (registering or looking up its schema once).
@@ -196,16 +208,20 @@ class EventProducer:
         if self._fatal is not None:
             raise self._fatal
         encoder = self._encoders.get((topic, schema)) or self.encoder(topic, schema)
-        event = Event(
-            payload=payload,
-            type=event_type or encoder.schema.name.rpartition(".")[2],
-            id=event_id or str(uuid.uuid4()),
-            timestamp=timestamp if timestamp is not None else time.time_ns() // 1_000_000,
-            headers=headers or [],
+        # The Event dataclass is skipped on purpose: this is the per-record hot path.
+        event_type = event_type or encoder.short_name
+        event_id = event_id or new_event_id()
+        if timestamp is None:
+            timestamp = time.time_ns() // 1_000_000
+        value = encoder.encode_record(encoder.record_of(payload, event_type, event_id, timestamp))
+        future = DeliveryFuture(event_id, self._serve)
+        self._produce(
+            topic,
+            value,
+            _key_bytes(key),
+            envelope_headers(event_id, event_type, timestamp, headers),
+            future,
         )
-        value = encoder.encode(event)
-        future = DeliveryFuture(event.id)
-        self._produce(topic, value, _key_bytes(key), encoder.headers(event), future)
         return future
 
     def _produce(
@@ -217,47 +233,52 @@ class EventProducer:
         future: DeliveryFuture,
     ) -> None:
         metrics = self._metrics
+        on_delivery: Callable[[KafkaError | None, Message], None] = future
+        if metrics is not None:
 
-        def on_delivery(error: KafkaError | None, message: Message) -> None:
-            if metrics is not None:
+            def on_delivery(error: KafkaError | None, message: Message) -> None:
                 if error is None:
                     metrics.delivered(topic)
                 else:
                     metrics.failed(topic, error.name())
-            if error is None:
-                partition, offset = message.partition(), message.offset()
-                report = DeliveryReport(
-                    topic,
-                    -1 if partition is None else partition,
-                    -1 if offset is None else offset,
-                    future.event_id,
-                )
-                future._settle(report, None)
-            elif error.code() == KafkaError._FATAL and self._fatal is not None:
-                future._settle(None, self._fatal)  # the cause, not "Local: Fatal error"
-            else:
-                future._settle(
-                    None,
-                    translate_kafka_error(error, operation="produce", topic=topic, delivery=True),
-                )
+                future(error, message)
 
+        try:
+            self._producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+        except BufferError:
+            self._produce_when_room(topic, value, key, headers, on_delivery)
+        except KafkaException as exc:
+            raise translate_kafka_error(exc.args[0], operation="produce", topic=topic) from exc
+        if metrics is not None:
+            metrics.sent(topic)
+        self._unpolled += 1
+        if self._unpolled >= _POLL_EVERY:
+            self._unpolled = 0
+            self.poll(0)
+
+    def _produce_when_room(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        headers: Headers,
+        on_delivery: Callable[[KafkaError | None, Message], None],
+    ) -> None:
         timeout_ms = self.settings.producer.delivery_timeout_ms
         deadline = time.monotonic() + timeout_ms / 1000
         while True:
+            # The local queue is full: serve acknowledgements to make room.
+            self.poll(_QUEUE_FULL_WAIT_S)
             try:
                 self._producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
-                if metrics is not None:
-                    metrics.sent(topic)
                 return
             except BufferError:
-                # The local queue is full: wait for acknowledgements to make room.
                 if time.monotonic() > deadline:
                     raise DeliveryError(
                         f"producer queue stayed full for {timeout_ms} ms; "
                         "the cluster is not acknowledging records",
                         topic=topic,
                     ) from None
-                self._producer.poll(_QUEUE_FULL_WAIT_S)
             except KafkaException as exc:
                 if self._fatal is not None:
                     raise self._fatal from exc
@@ -274,7 +295,7 @@ class EventProducer:
         Raises:
             DeliveryError: records were still unacknowledged when the timeout passed.
         """
-        if self._closed.is_set():
+        if self._closed:
             return
         wait = (
             timeout
@@ -282,8 +303,7 @@ class EventProducer:
             else self.settings.producer.delivery_timeout_ms / 1000 + 5
         )
         remaining = self.flush(wait)
-        self._closed.set()
-        self._poller.join()
+        self._closed = True
         if self._owns_registry:
             self.registry.close()
         if remaining:

@@ -101,7 +101,11 @@ class SchemaRegistry:
 
     def close(self) -> None:
         """Close the HTTP connections (the caches stay usable for decoding)."""
-        self._client.close()
+        # SchemaRegistryClient.close() only exists from confluent-kafka 2.13 on; older
+        # clients (which the dependency range allows) release their session on collection.
+        close = getattr(self._client, "close", None)
+        if close is not None:
+            close()
 
     def __enter__(self) -> Self:
         return self

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from streamkit.events import (
     EventEncoder,
     frame,
     header_value,
+    new_event_id,
     unframe,
 )
 from streamkit.schemas import AvroSchema, load_schemas
@@ -162,3 +165,23 @@ def test_header_value_takes_last_and_accepts_dicts() -> None:
 
 def test_event_time_is_utc(envelope_schema: Any) -> None:
     assert Event(payload={}, type="t", timestamp=0).time.isoformat() == "1970-01-01T00:00:00+00:00"
+
+
+def test_new_event_ids_are_random_version_4_uuids() -> None:
+    ids = {new_event_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert (str(parsed), parsed.version, parsed.variant) == (text, 4, uuid.RFC_4122)
+
+
+def test_envelope_id_and_time_are_read_as_written_payload_keeps_logical_types(
+    envelope_schema: AvroSchema,
+) -> None:
+    encoder = EventEncoder(envelope_schema, 7)
+    decoder = EventDecoder(FakeRegistry({7: envelope_schema}))
+    for timestamp in (0, 1, 1_732_476_543_123, 253_402_300_799_999):
+        event = Event(payload=order(1), type="OrderPlaced", timestamp=timestamp)
+        decoded = decoder.decode(encoder.encode(event), topic="orders")
+        assert (decoded.id, decoded.timestamp) == (event.id, timestamp)
+        assert isinstance(decoded.payload["placed_at"], datetime)

@@ -1,0 +1,1 @@
+"""Benchmarks of streamkit against hand-written loops and peer libraries (``make bench``)."""

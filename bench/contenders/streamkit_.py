@@ -1,0 +1,122 @@
+"""streamkit: EventProducer.send and EventConsumer.run, as a service would use them.
+
+``consume`` takes an optional dedup backend (``memory``, ``sqlite``, ``redis``): the
+``streamkit-<backend>`` contenders claim and complete every event id in that store.
+"""
+
+from __future__ import annotations
+
+from multiprocessing.synchronize import Event as ReadyEvent
+from typing import Any
+
+from bench.common import (
+    SCHEMA_NAME,
+    SCHEMAS,
+    Clock,
+    Env,
+    Pacer,
+    Stopwatch,
+    Timing,
+    latency_ms,
+    payloads,
+)
+from bench.common import sent_header as _sent_header
+from bench.common import settings as _settings
+
+
+def produce(env: Env, topic: str, count: int, warmup: int) -> Timing:
+    from streamkit.producer import EventProducer
+
+    records = payloads(warmup + count)
+    with EventProducer(_settings(env), schemas=SCHEMAS) as producer:
+        for i in range(warmup):
+            producer.send(topic, records[i], key=str(i), schema=SCHEMA_NAME)
+        producer.flush(120)
+        watch = Stopwatch()
+        watch.start()
+        futures = [
+            producer.send(topic, records[i], key=str(i), schema=SCHEMA_NAME)
+            for i in range(warmup, warmup + count)
+        ]
+        producer.flush(120)
+        timing = watch.stop(count)
+    failed = sum(1 for future in futures if future.exception(0) is not None)
+    if failed:
+        raise RuntimeError(f"streamkit: {failed}/{count} not acknowledged")
+    return timing
+
+
+def _store(env: Env, backend: str | None, directory: str) -> Any:
+    if backend is None:
+        return None
+    from streamkit.dedup import open_store
+
+    url = {
+        "memory": "memory://",
+        "sqlite": f"sqlite:///{directory}/dedup.db",
+        "redis": env.redis,
+    }[backend]
+    return open_store(url)
+
+
+def consume(env: Env, topic: str, count: int, warmup: int, backend: str | None = None) -> Timing:
+    import tempfile
+
+    from streamkit.consumer import EventConsumer
+
+    clock = Clock(warmup, count)
+    consumer: EventConsumer | None = None
+
+    def handle(_event: Any) -> None:
+        if clock.tick() and consumer is not None:
+            consumer.stop()
+
+    with tempfile.TemporaryDirectory() as directory:
+        store = _store(env, backend, directory)
+        consumer = EventConsumer([topic], handle, settings=_settings(env), dedup=store)
+        with consumer:
+            consumer.run(idle_timeout_s=60, handle_signals=False)
+        if store is not None:
+            store.close()
+    return clock.timing(f"streamkit-{backend}" if backend else "streamkit")
+
+
+def latency_produce(env: Env, topic: str, total: int, rate: float) -> None:
+    """Offer ``total`` events at ``rate`` per second, each stamped with its send time."""
+    from streamkit.producer import EventProducer
+
+    records = payloads(total)
+    pacer = Pacer(rate)
+    with EventProducer(_settings(env), schemas=SCHEMAS) as producer:
+        futures = []
+        for i, payload in enumerate(records):
+            pacer.wait()
+            futures.append(
+                producer.send(
+                    topic, payload, key=str(i), schema=SCHEMA_NAME, headers=[_sent_header()]
+                )
+            )
+    if any(future.exception(0) is not None for future in futures):
+        raise RuntimeError("streamkit latency: not every event was acknowledged")
+
+
+def latency_consume(env: Env, topic: str, count: int, warmup: int, ready: ReadyEvent) -> Timing:
+    """Handle events; latency of each one after the warm-up, in ms."""
+    from streamkit.consumer import EventConsumer
+
+    clock = Clock(warmup, count)
+    samples: list[float] = []
+    consumer: EventConsumer | None = None
+
+    def handle(event: Any) -> None:
+        if clock.seen >= warmup:
+            samples.append(latency_ms(event.headers))
+        if clock.tick() and consumer is not None:
+            consumer.stop()
+
+    consumer = EventConsumer(
+        [topic], handle, settings=_settings(env), on_assign=lambda _partitions: ready.set()
+    )
+    with consumer:
+        consumer.run(idle_timeout_s=60, handle_signals=False)
+    return clock.timing("streamkit latency", samples)

@@ -1,0 +1,284 @@
+"""Throughput and latency of streamkit against a hand-written floor and peer libraries.
+
+    make bench                       # creates .venv-bench, then runs this
+    .venv-bench/bin/python -m bench.run [--messages N] [--rounds R] [--only a,b]
+
+One broker and one registry (started with the test kit, or the ones that
+``STREAMKIT_KAFKA__BOOTSTRAP_SERVERS`` and ``STREAMKIT_SCHEMA_REGISTRY__URL`` name), the
+OrderPlaced schema, the same message count for everybody. Every contender runs in its
+own process; the first ``--warmup`` records of each are not timed; every produced
+record is acknowledged, every consumed one decoded and committed. Produce contenders
+write to a fresh 3-partition topic each; the consume contenders of one round read the
+same topic, filled by the floor. Rounds alternate the contenders; the best round
+counts (the machine is shared, so the best one is the least disturbed). The latency
+run offers records at a fixed rate and measures send-to-handler time. Every figure is
+also given as a ratio to the floor of the same run. Prints a table and writes
+``bench/results/latest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import multiprocessing
+import os
+import statistics
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a file: make `bench` and `tests` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import REPO, Env, Timing
+
+_C = "bench.contenders."
+# name -> (module, function, keyword arguments)
+PRODUCE: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "floor": (_C + "floor", "produce", {}),
+    "streamkit": (_C + "streamkit_", "produce", {}),
+    "confluent": (_C + "confluent", "produce", {}),
+    "faststream": (_C + "faststream_", "produce", {}),
+    "quixstreams": (_C + "quix", "produce", {}),
+}
+CONSUME: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "floor": (_C + "floor", "consume", {}),
+    "streamkit": (_C + "streamkit_", "consume", {}),
+    "streamkit-memory": (_C + "streamkit_", "consume", {"backend": "memory"}),
+    "streamkit-sqlite": (_C + "streamkit_", "consume", {"backend": "sqlite"}),
+    "streamkit-redis": (_C + "streamkit_", "consume", {"backend": "redis"}),
+    "confluent": (_C + "confluent", "consume", {}),
+    "faststream": (_C + "faststream_", "consume", {}),
+    "quixstreams": (_C + "quix", "consume", {}),
+}
+LATENCY: dict[str, str] = {"floor": _C + "floor", "streamkit": _C + "streamkit_"}
+CHILD_TIMEOUT_S = 600.0
+
+
+def _child(
+    module: str, function: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any
+) -> None:
+    try:
+        out.send(getattr(importlib.import_module(module), function)(*args, **kwargs))
+    except BaseException as exc:
+        out.send(RuntimeError(f"{type(exc).__name__}: {exc}"))
+        raise
+    finally:
+        out.close()
+
+
+class _Process:
+    """One contender in its own (spawned) process; :meth:`result` waits for its answer."""
+
+    def __init__(self, module: str, function: str, *args: Any, **kwargs: Any) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._receive, send = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=_child, args=(module, function, args, kwargs, send), daemon=True
+        )
+        self._process.start()
+        send.close()
+
+    def result(self) -> Any:
+        try:
+            if not self._receive.poll(CHILD_TIMEOUT_S):
+                raise TimeoutError(f"no answer within {CHILD_TIMEOUT_S:.0f} s")
+            answer = self._receive.recv()
+        except EOFError:
+            answer = RuntimeError(f"process died (exit {self._process.exitcode})")
+        finally:
+            self._process.join(30)
+            if self._process.is_alive():
+                self._process.kill()
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+
+@contextmanager
+def _cluster(need_redis: bool) -> Iterator[Env]:
+    with ExitStack() as stack:
+        bootstrap = os.environ.get("STREAMKIT_KAFKA__BOOTSTRAP_SERVERS")
+        registry = os.environ.get("STREAMKIT_SCHEMA_REGISTRY__URL")
+        if not (bootstrap and registry):
+            from streamkit.testing.containers import KafkaContainer, RegistryContainer
+
+            kafka = KafkaContainer().start()
+            stack.callback(kafka.stop)
+            registry_container = RegistryContainer().start()
+            stack.callback(registry_container.stop)
+            bootstrap, registry = kafka.bootstrap_servers, registry_container.url
+        redis = ""
+        if need_redis:
+            from streamkit.testing.redis import RedisServer
+
+            redis = stack.enter_context(RedisServer()).url  # __enter__ starts it
+        yield Env(bootstrap, registry, redis)
+
+
+def _topic(env: Env, kind: str) -> str:
+    from bench.common import settings
+    from streamkit.admin import StreamkitAdmin, TopicSpec
+
+    topic = f"bench-{kind}-{uuid.uuid4().hex[:8]}"
+    StreamkitAdmin(settings(env)).ensure_topics([TopicSpec(topic, partitions=3)])
+    return topic
+
+
+def _throughput(
+    env: Env,
+    kind: str,
+    table: dict[str, tuple[str, str, dict[str, Any]]],
+    args: argparse.Namespace,
+) -> dict[str, dict[str, Any]]:
+    rates: dict[str, list[float]] = {name: [] for name in table}
+    cpu: dict[str, list[float]] = {name: [] for name in table}  # µs of process CPU per record
+    errors: dict[str, str] = {}
+    for round_ in range(1, args.rounds + 1):
+        shared = ""
+        if kind == "consume":  # one data set per round, read by every consumer
+            shared = _topic(env, kind)
+            _Process(_C + "floor", "fill", env, shared, args.warmup + args.messages).result()
+        for name, (module, function, kwargs) in table.items():
+            topic = shared or _topic(env, kind)
+            try:
+                timing: Timing = _Process(
+                    module, function, env, topic, args.messages, args.warmup, **kwargs
+                ).result()
+            except Exception as exc:
+                errors[name] = str(exc)
+                print(f"  {kind:8} {name:18} round {round_}: FAILED {exc}", flush=True)
+                continue
+            rate = timing.count / timing.seconds
+            rates[name].append(rate)
+            cpu[name].append(timing.cpu_seconds / timing.count * 1e6)
+            print(
+                f"  {kind:8} {name:18} round {round_}: {rate:9.0f} msgs/s"
+                f"  {cpu[name][-1]:6.1f} µs CPU/msg",
+                flush=True,
+            )
+    floor = max(rates.get("floor") or [float("nan")])
+    floor_cpu = min(cpu.get("floor") or [float("nan")])
+    results: dict[str, dict[str, Any]] = {}
+    for name, runs in rates.items():
+        if not runs:
+            results[name] = {"msgs_per_s": None, "ratio": None, "error": errors.get(name)}
+            continue
+        best = max(runs)
+        results[name] = {
+            "msgs_per_s": round(best),
+            "ratio": round(best / floor, 3),
+            "median_msgs_per_s": round(statistics.median(runs)),
+            "rounds": [round(rate) for rate in runs],
+            # process CPU per record (best round): steadier than wall time on a busy host
+            "cpu_us_per_msg": round(min(cpu[name]), 2),
+            "cpu_ratio": round(min(cpu[name]) / floor_cpu, 3),
+            "messages": args.messages,
+        }
+    return results
+
+
+def _percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def _latency(env: Env, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    total = int(args.rate * args.latency_seconds)
+    warmup = int(args.rate)  # the first second is warm-up
+    results: dict[str, dict[str, Any]] = {}
+    for name, module in LATENCY.items():
+        topic = _topic(env, "latency")
+        ready = multiprocessing.get_context("spawn").Event()
+        consumer = _Process(module, "latency_consume", env, topic, total - warmup, warmup, ready)
+        if not ready.wait(120):
+            raise TimeoutError(f"latency {name}: consumer got no partitions in 120 s")
+        _Process(module, "latency_produce", env, topic, total, args.rate).result()
+        timing: Timing = consumer.result()
+        samples = list(timing.latencies_ms)
+        results[name] = {
+            "msgs_per_s": round(timing.count / timing.seconds),
+            "offered_per_s": args.rate,
+            "samples": len(samples),
+            "p50_ms": round(_percentile(samples, 0.50), 2),
+            "p99_ms": round(_percentile(samples, 0.99), 2),
+        }
+        print(
+            f"  latency  {name:18} p50 {results[name]['p50_ms']:7.2f} ms"
+            f"  p99 {results[name]['p99_ms']:7.2f} ms",
+            flush=True,
+        )
+    floor = results.get("floor")
+    for figures in results.values():
+        if floor:
+            figures["ratio"] = round(figures["msgs_per_s"] / floor["msgs_per_s"], 3)
+            figures["p50_ratio"] = round(figures["p50_ms"] / floor["p50_ms"], 3)
+            figures["p99_ratio"] = round(figures["p99_ms"] / floor["p99_ms"], 3)
+    return results
+
+
+def _print_table(results: dict[str, dict[str, dict[str, Any]]]) -> None:
+    print(f"\n{'':9}{'contender':20}{'msgs/s':>10}{'x floor':>9}{'CPU µs/msg':>12}{'x floor':>9}")
+    for kind in ("produce", "consume"):
+        for name, figures in results[kind].items():
+            if figures["msgs_per_s"] is None:
+                print(f"{kind:9}{name:20}{'failed':>10}  {figures.get('error')}")
+            else:
+                print(
+                    f"{kind:9}{name:20}{figures['msgs_per_s']:>10}{figures['ratio']:>9.2f}"
+                    f"{figures['cpu_us_per_msg']:>12.1f}{figures['cpu_ratio']:>9.2f}"
+                )
+    if results["latency"]:
+        print(
+            f"\n{'latency':9}{'contender':20}{'p50 ms':>10}{'x floor':>9}"
+            f"{'p99 ms':>10}{'x floor':>9}"
+        )
+        for name, figures in results["latency"].items():
+            print(
+                f"{'':9}{name:20}{figures['p50_ms']:>10.2f}{figures.get('p50_ratio', 1):>9.2f}"
+                f"{figures['p99_ms']:>10.2f}{figures.get('p99_ratio', 1):>9.2f}"
+            )
+
+
+def _select(table: dict[str, Any], only: set[str] | None) -> dict[str, Any]:
+    # The floor always runs: every figure is a ratio to it.
+    return {k: v for k, v in table.items() if only is None or k in only or k == "floor"}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--messages", type=int, default=50_000, help="measured records per run")
+    parser.add_argument("--warmup", type=int, default=5_000, help="untimed records first")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rate", type=float, default=2_000.0, help="latency: offered msgs/s")
+    parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument("--only", help="comma-separated contender names (the floor always runs)")
+    parser.add_argument("--skip", default="", help="comma-separated: produce,consume,latency")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "latest.json")
+    args = parser.parse_args(argv)
+    only = set(args.only.split(",")) if args.only else None
+    skip = set(filter(None, args.skip.split(",")))
+    produce = {} if "produce" in skip else _select(PRODUCE, only)
+    consume = {} if "consume" in skip else _select(CONSUME, only)
+    latency_on = "latency" not in skip
+    results: dict[str, dict[str, dict[str, Any]]] = {"produce": {}, "consume": {}, "latency": {}}
+    with _cluster(need_redis="streamkit-redis" in consume) as env:
+        print(f"broker {env.bootstrap}, registry {env.registry}", flush=True)
+        if produce:
+            results["produce"] = _throughput(env, "produce", produce, args)
+        if consume:
+            results["consume"] = _throughput(env, "consume", consume, args)
+        if latency_on:
+            results["latency"] = _latency(env, args)
+    _print_table(results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwritten: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
