@@ -36,7 +36,14 @@ from streamkit.errors import (
     translate_kafka_error,
 )
 from streamkit.events import Event, EventDecoder
-from streamkit.processing import ConsumerStats, DeadLetter, backoff_delays, dead_letter, dedup_key
+from streamkit.processing import (
+    ConsumerStats,
+    DeadLetter,
+    backoff_delays,
+    dead_letter,
+    dedup_key,
+    take_batch,
+)
 from streamkit.registry import SchemaRegistry
 from streamkit.schemas import AvroSchema
 from streamkit.settings import StreamkitSettings, env_var_name, load_settings
@@ -269,7 +276,7 @@ class EventConsumer:
         last_message = time.monotonic()
         try:
             while not self._stopping.is_set():
-                messages = self._consumer.consume(self._batch_size, _POLL_TIMEOUT_S)
+                messages = take_batch(self._consumer, self._batch_size, _POLL_TIMEOUT_S)
                 if messages:
                     last_message = time.monotonic()
                     self._process(messages)

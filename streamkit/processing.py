@@ -74,6 +74,29 @@ class ConsumerStats:
     )
 
 
+class BatchSource(Protocol):
+    """The two reads of a confluent-kafka ``Consumer`` that :func:`take_batch` uses."""
+
+    def poll(self, timeout: float = ...) -> Any: ...
+
+    def consume(self, num_messages: int = ..., timeout: float = ...) -> list[Any]: ...
+
+
+def take_batch(consumer: BatchSource, size: int, timeout_s: float) -> list[Any]:
+    """Wait up to ``timeout_s`` for one message, then take what else is ready, up to ``size``.
+
+    ``consume(size, timeout)`` waits for a full batch or the timeout: under a trickle of
+    events every message would wait the whole timeout. This returns as soon as one
+    arrived and still batches under load.
+    """
+    first = consumer.poll(timeout_s)
+    if first is None:
+        return []
+    if size <= 1:
+        return [first]
+    return [first, *consumer.consume(size - 1, 0)]
+
+
 def backoff_delays(settings: ConsumerSettings) -> Iterator[float]:
     """Seconds to wait before each retry: exponential from retry_backoff_ms, capped."""
     delay = settings.retry_backoff_ms / 1000

@@ -12,9 +12,10 @@ future. Done-callbacks therefore run in the thread that serves the report.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -41,6 +42,9 @@ _QUEUE_FULL_WAIT_S = 0.05
 # Serve delivery reports every this many sends: often enough that the report queue
 # stays short and callbacks run promptly, rarely enough that poll's cost is shared.
 _POLL_EVERY = 8
+# An idle producer is served by a helper thread at this pace, so that delivery callbacks,
+# statistics (metrics) and errors still arrive when nothing calls send, poll or flush.
+IDLE_SERVE_INTERVAL_S = 0.5
 Key = str | bytes | None
 
 
@@ -98,6 +102,12 @@ class EventProducer:
         self._encoders: dict[tuple[str, str | None], EventEncoder] = {}
         self._fatal: KafkaClientError | None = None
         self._closed = False
+        self._last_served = time.monotonic()
+        self._idle_stop = threading.Event()
+        self._idle_server = threading.Thread(
+            target=self._serve_while_idle, name="streamkit-producer-idle", daemon=True
+        )
+        self._idle_server.start()
         self._unpolled = 0
         self._serve = self.poll  # one bound method shared by every future
         self._transactional = self.settings.producer.transactional_id is not None
@@ -136,9 +146,9 @@ class EventProducer:
     def poll(self, timeout: float = 0) -> int:
         """Serve pending delivery reports (settling futures, running callbacks).
 
-        :meth:`send` does this every few records and waiting on a future does it too;
-        call it when the producer sits idle and done-callbacks should still run.
-        Returns the number of reports served.
+        :meth:`send` does this every few records, waiting on a future does it too, and
+        a helper thread does it when the producer sits idle. Returns how many reports
+        were served.
 
         Raises:
             KafkaClientError: the producer met a fatal error (e.g. an ACL refuses the
@@ -148,12 +158,25 @@ class EventProducer:
         try:
             served: int = self._producer.poll(timeout)
         except KafkaException as exc:
-            if self._fatal is None:
-                self._fatal = translate_kafka_error(exc.args[0], operation="produce")
-            raise self._fatal from exc
+            raise self._fatal_from(exc) from exc
+        self._last_served = time.monotonic()
         if self._fatal is not None:
             raise self._fatal
         return served
+
+    def _fatal_from(self, exc: KafkaException) -> KafkaClientError:
+        if self._fatal is None:
+            self._fatal = translate_kafka_error(exc.args[0], operation="produce")
+        return self._fatal
+
+    def _serve_while_idle(self) -> None:
+        # The hot path serves reports inline (no thread hand-over per record); this only
+        # steps in when nobody served them for a while.
+        while not self._idle_stop.wait(IDLE_SERVE_INTERVAL_S):
+            if time.monotonic() - self._last_served >= IDLE_SERVE_INTERVAL_S:
+                # A fatal error is kept by poll: send() and the futures raise it.
+                with suppress(KafkaClientError):
+                    self.poll(0)
 
     def encoder(self, topic: str, schema: str | None = None) -> EventEncoder:
         """The encoder for ``topic`` (registering or looking up its schema once).
@@ -286,7 +309,11 @@ class EventProducer:
 
     def flush(self, timeout: float | None = None) -> int:
         """Wait until queued records are acknowledged or failed; return how many remain."""
-        remaining: int = self._producer.flush(-1 if timeout is None else timeout)
+        try:
+            remaining: int = self._producer.flush(-1 if timeout is None else timeout)
+        except KafkaException as exc:
+            raise self._fatal_from(exc) from exc
+        self._last_served = time.monotonic()
         return remaining
 
     def close(self, timeout: float | None = None) -> None:
@@ -302,8 +329,11 @@ class EventProducer:
             if timeout is not None
             else self.settings.producer.delivery_timeout_ms / 1000 + 5
         )
-        remaining = self.flush(wait)
-        self._closed = True
+        try:
+            remaining = self.flush(wait)
+        finally:
+            self._closed = True
+            self._idle_stop.set()
         if self._owns_registry:
             self.registry.close()
         if remaining:

@@ -49,7 +49,7 @@ from streamkit.errors import (
     translate_kafka_error,
 )
 from streamkit.events import Event, EventDecoder, Headers
-from streamkit.processing import backoff_delays, dead_letter
+from streamkit.processing import backoff_delays, dead_letter, take_batch
 from streamkit.producer import EventProducer
 from streamkit.registry import SchemaRegistry
 from streamkit.schemas import AvroSchema, SchemaSet
@@ -212,7 +212,7 @@ class TransactionalProcessor:
         last_input = time.monotonic()
         try:
             while not self._stopping.is_set():
-                messages = self._consumer.consume(self._batch_size, _POLL_TIMEOUT_S)
+                messages = take_batch(self._consumer, self._batch_size, _POLL_TIMEOUT_S)
                 usable = [m for m in messages if self._usable(m)]
                 if usable:
                     last_input = time.monotonic()

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from streamkit.events import RawHeaders
-from streamkit.processing import DLQ_HEADERS, backoff_delays, dead_letter, dedup_key
+from streamkit.processing import DLQ_HEADERS, backoff_delays, dead_letter, dedup_key, take_batch
 from streamkit.settings import ConsumerSettings
 
 
@@ -73,3 +73,30 @@ def test_dead_letter_reason_is_bounded(size: int) -> None:
         FakeMessage(), RuntimeError("x" * size), attempts=1, group="g", suffix=".dlq"
     )
     assert len(dict(letter.headers)["dlq-reason"]) <= 2000
+
+
+class _Queue:
+    """A consumer whose queue holds ``ready`` messages; records how it was asked."""
+
+    def __init__(self, ready: list[str]) -> None:
+        self.ready = ready
+        self.calls: list[tuple[str, int, float]] = []
+
+    def poll(self, timeout: float = -1) -> str | None:
+        self.calls.append(("poll", 1, timeout))
+        return self.ready.pop(0) if self.ready else None
+
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[str]:
+        self.calls.append(("consume", num_messages, timeout))
+        taken, self.ready = self.ready[:num_messages], self.ready[num_messages:]
+        return taken
+
+
+def test_take_batch_waits_only_for_the_first_message() -> None:
+    queue = _Queue(["a", "b", "c"])
+    assert take_batch(queue, 2, 0.5) == ["a", "b"]
+    # Only the first read may wait; the rest takes what is ready without waiting.
+    assert queue.calls == [("poll", 1, 0.5), ("consume", 1, 0)]
+    assert take_batch(queue, 500, 0.5) == ["c"]
+    assert take_batch(queue, 500, 0.5) == []
+    assert take_batch(_Queue(["x", "y"]), 1, 0.5) == ["x"]

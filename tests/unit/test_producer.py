@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -83,19 +83,29 @@ def producer(make_producer: Callable[[], EventProducer]) -> Iterator[EventProduc
         yield event_producer
 
 
-def test_no_thread_and_reports_served_every_few_sends(producer: EventProducer) -> None:
-    threads = threading.active_count()
+def test_reports_are_served_inline_every_few_sends(
+    producer: EventProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(streamkit.producer, "IDLE_SERVE_INTERVAL_S", 60.0)  # never idle here
     futures = [producer.send("orders", order(i), schema=ORDER_SCHEMA) for i in range(20)]
-    assert threading.active_count() == threads
     served = [future.done() for future in futures]
     assert served == [True] * 16 + [False] * 4  # polled after the 8th and the 16th send
     assert futures[-1].result(timeout=5) == DeliveryReport("orders", 0, 19, futures[-1].event_id)
     assert all(future.done() for future in futures)
 
 
+def test_an_idle_producer_is_served_by_its_helper_thread(producer: EventProducer) -> None:
+    future = producer.send("orders", order(1), schema=ORDER_SCHEMA)
+    deadline = time.monotonic() + 10
+    while not future.done() and time.monotonic() < deadline:
+        time.sleep(0.05)  # no result(), poll() or flush(): only the idle server can settle it
+    assert future.done()
+
+
 def test_callbacks_run_on_poll_and_close_serves_the_rest(
-    make_producer: Callable[[], EventProducer],
+    make_producer: Callable[[], EventProducer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(streamkit.producer, "IDLE_SERVE_INTERVAL_S", 60.0)  # never idle here
     producer = make_producer()
     seen: list[str] = []
     first = producer.send("orders", order(1), schema=ORDER_SCHEMA)
