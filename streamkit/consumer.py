@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import itertools
 import logging
-import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -42,6 +41,8 @@ from streamkit.processing import (
     backoff_delays,
     dead_letter,
     dedup_key,
+    install_stop_signals,
+    restore_signals,
     take_batch,
 )
 from streamkit.registry import SchemaRegistry
@@ -269,7 +270,9 @@ class EventConsumer:
             idle_timeout_s: return after this long without any message.
             handle_signals: install SIGTERM/SIGINT handlers (main thread only).
         """
-        previous = self._install_signal_handlers() if handle_signals else {}
+        previous = (
+            install_stop_signals(self.stop, f"consumer {self.group_id}") if handle_signals else {}
+        )
         self._consumer.subscribe(
             self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
@@ -293,26 +296,8 @@ class EventConsumer:
         finally:
             if not self._manual:
                 self._commit_stored()
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+            restore_signals(previous)
         return self.stats
-
-    def _install_signal_handlers(self) -> dict[int, Any]:
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-
-        def request_stop(signum: int, _frame: FrameType | None) -> None:
-            log.info(
-                "consumer %s: signal %d, stopping after the message in flight",
-                self.group_id,
-                signum,
-            )
-            self.stop()
-
-        return {
-            signum: signal.signal(signum, request_stop)
-            for signum in (signal.SIGTERM, signal.SIGINT)
-        }
 
     def _process(self, messages: list[Message]) -> None:
         entries: list[tuple[Message, Event | DeserializationError]] = []

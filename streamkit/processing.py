@@ -6,14 +6,21 @@ and :class:`~streamkit.aio.AsyncEventConsumer` apply one policy.
 
 from __future__ import annotations
 
+import logging
+import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from signal import SIGINT, SIGTERM
+from types import FrameType
 from typing import Any, Protocol
 
 from streamkit.events import HEADER_EVENT_ID, Headers, RawHeaders, header_value
 from streamkit.settings import ConsumerSettings
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "DLQ_HEADERS",
@@ -95,6 +102,27 @@ def take_batch(consumer: BatchSource, size: int, timeout_s: float) -> list[Any]:
     if size <= 1:
         return [first]
     return [first, *consumer.consume(size - 1, 0)]
+
+
+def install_stop_signals(stop: Callable[[], None], who: str) -> dict[int, Any]:
+    """Make SIGTERM and SIGINT call ``stop`` (main thread only); return the old handlers.
+
+    Give the result to :func:`restore_signals` when the run loop ends.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("%s: signal %d, stopping after the work in flight", who, signum)
+        stop()
+
+    return {signum: signal.signal(signum, request_stop) for signum in (SIGTERM, SIGINT)}
+
+
+def restore_signals(previous: dict[int, Any]) -> None:
+    """Put back the handlers :func:`install_stop_signals` replaced."""
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
 
 
 def backoff_delays(settings: ConsumerSettings) -> Iterator[float]:

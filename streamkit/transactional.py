@@ -26,7 +26,6 @@ transaction is aborted at once rather than after ``transaction.timeout.ms``.
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 import uuid
@@ -35,7 +34,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any, NamedTuple, Self
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -49,7 +48,13 @@ from streamkit.errors import (
     translate_kafka_error,
 )
 from streamkit.events import Event, EventDecoder, Headers
-from streamkit.processing import backoff_delays, dead_letter, take_batch
+from streamkit.processing import (
+    backoff_delays,
+    dead_letter,
+    install_stop_signals,
+    restore_signals,
+    take_batch,
+)
 from streamkit.producer import EventProducer
 from streamkit.registry import SchemaRegistry
 from streamkit.schemas import AvroSchema, SchemaSet
@@ -207,7 +212,9 @@ class TransactionalProcessor:
             KafkaClientError: a fatal client error, e.g. this instance was fenced by
                 another one with the same ``transactional.id``.
         """
-        previous = self._install_signal_handlers() if handle_signals else {}
+        previous = (
+            install_stop_signals(self.stop, f"processor {self.group_id}") if handle_signals else {}
+        )
         self._consumer.subscribe(self.topics)
         last_input = time.monotonic()
         try:
@@ -222,18 +229,8 @@ class TransactionalProcessor:
                 if max_messages is not None and self.stats.consumed >= max_messages:
                     break
         finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+            restore_signals(previous)
         return self.stats
-
-    def _install_signal_handlers(self) -> dict[int, Any]:
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-
-        def request_stop(_signum: int, _frame: FrameType | None) -> None:
-            self.stop()
-
-        return {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
 
     def _usable(self, message: Message) -> bool:
         error = message.error()
