@@ -26,7 +26,6 @@ from streamkit.clientconfig import client_config
 from streamkit.connection import connect
 from streamkit.dedup import ClaimResult, DedupStore, scoped_key
 from streamkit.errors import (
-    AuthorizationError,
     ConfigError,
     ConfigProblem,
     DeliveryError,
@@ -44,6 +43,7 @@ from streamkit.processing import (
     install_stop_signals,
     restore_signals,
     take_batch,
+    usable_message,
 )
 from streamkit.registry import SchemaRegistry
 from streamkit.schemas import AvroSchema
@@ -302,7 +302,7 @@ class EventConsumer:
     def _process(self, messages: list[Message]) -> None:
         entries: list[tuple[Message, Event | DeserializationError]] = []
         for message in messages:
-            if self._usable(message):
+            if usable_message(message, self.group_id, "consumer"):
                 self.stats.consumed += 1
                 entries.append((message, self._decode(message)))
         if self._metrics is not None:
@@ -328,20 +328,6 @@ class EventConsumer:
         except _StopRequestedError:
             self._release(list(outstanding))  # let the next owner take them at once
             raise
-
-    def _usable(self, message: Message) -> bool:
-        error = message.error()
-        if error is None:
-            return True
-        translated = translate_kafka_error(
-            error, operation="consume", topic=message.topic(), group=self.group_id
-        )
-        # An ACL denial does not heal by polling on: surface it instead of looping.
-        if error.fatal() or isinstance(translated, AuthorizationError):
-            raise translated
-        if error.code() != KafkaError._PARTITION_EOF:
-            log.warning("consumer %s: %s", self.group_id, error.str())
-        return False
 
     def _decode(self, message: Message) -> Event | DeserializationError:
         # A registry that cannot be reached says nothing about the message: wait for it

@@ -17,6 +17,9 @@ from signal import SIGINT, SIGTERM
 from types import FrameType
 from typing import Any, Protocol
 
+from confluent_kafka import KafkaError
+
+from streamkit.errors import AuthorizationError, translate_kafka_error
 from streamkit.events import HEADER_EVENT_ID, Headers, RawHeaders, header_value
 from streamkit.settings import ConsumerSettings
 
@@ -87,6 +90,26 @@ class BatchSource(Protocol):
     def poll(self, timeout: float = ...) -> Any: ...
 
     def consume(self, num_messages: int = ..., timeout: float = ...) -> list[Any]: ...
+
+
+def usable_message(message: Any, group: str, role: str) -> bool:
+    """Whether a polled message carries a record (not an error event).
+
+    Raises:
+        KafkaClientError: a fatal error, or an ACL denial (it does not heal by polling
+            on: surfaced instead of looping).
+    """
+    error = message.error()
+    if error is None:
+        return True
+    translated = translate_kafka_error(
+        error, operation="consume", topic=message.topic(), group=group
+    )
+    if error.fatal() or isinstance(translated, AuthorizationError):
+        raise translated
+    if error.code() != KafkaError._PARTITION_EOF:
+        log.warning("%s %s: %s", role, group, error.str())
+    return False
 
 
 def take_batch(consumer: BatchSource, size: int, timeout_s: float) -> list[Any]:

@@ -54,6 +54,7 @@ from streamkit.processing import (
     install_stop_signals,
     restore_signals,
     take_batch,
+    usable_message,
 )
 from streamkit.producer import EventProducer
 from streamkit.registry import SchemaRegistry
@@ -220,7 +221,11 @@ class TransactionalProcessor:
         try:
             while not self._stopping.is_set():
                 messages = take_batch(self._consumer, self._batch_size, _POLL_TIMEOUT_S)
-                usable = [m for m in messages if self._usable(m)]
+                usable = [
+                    m
+                    for m in messages
+                    if usable_message(m, self.group_id, f"processor {self.group_id}")
+                ]
                 if usable:
                     last_input = time.monotonic()
                     self._process(usable)
@@ -231,16 +236,6 @@ class TransactionalProcessor:
         finally:
             restore_signals(previous)
         return self.stats
-
-    def _usable(self, message: Message) -> bool:
-        error = message.error()
-        if error is None:
-            return True
-        if error.fatal():
-            raise translate_kafka_error(error, operation="consume")
-        if error.code() != KafkaError._PARTITION_EOF:
-            log.warning("processor %s: %s", self.group_id, error.str())
-        return False
 
     # One transaction per poll -------------------------------------------------------
 
