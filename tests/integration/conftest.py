@@ -7,9 +7,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from confluent_kafka import DeserializingConsumer
+from confluent_kafka.serialization import Deserializer, StringDeserializer
 
+from streamkit.clientconfig import client_config
 from streamkit.consumer import EventConsumer
 from streamkit.producer import EventProducer
 from streamkit.registry import SchemaRegistry
@@ -20,6 +24,37 @@ from streamkit.testing.security import SecureKafka
 
 REPO = Path(__file__).resolve().parents[2]
 EVOLUTION_DIR = Path(__file__).parent / "schemas" / "evolution"
+
+
+def deserialized_values(
+    settings: StreamkitSettings,
+    topic: str,
+    value_deserializer: Deserializer,
+    count: int,
+    *,
+    polls: int,
+) -> list[Any]:
+    """Up to ``count`` values of ``topic`` as Confluent's ``DeserializingConsumer`` reads
+    them (string keys), polling at most ``polls`` times for half a second."""
+    consumer = DeserializingConsumer(
+        {
+            **client_config(settings, "consumer"),
+            "key.deserializer": StringDeserializer(),
+            "value.deserializer": value_deserializer,
+        }
+    )
+    consumer.subscribe([topic])
+    values: list[Any] = []
+    try:
+        for _ in range(polls):
+            message = consumer.poll(0.5)
+            if message is not None:
+                values.append(message.value())
+            if len(values) == count:
+                break
+    finally:
+        consumer.close()
+    return values
 
 
 @pytest.fixture(scope="session")

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from confluent_kafka import DeserializingConsumer, SerializingProducer
+from confluent_kafka import SerializingProducer
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
-from confluent_kafka.serialization import StringDeserializer, StringSerializer
+from confluent_kafka.serialization import StringSerializer
 
 from streamkit.clientconfig import client_config
 from streamkit.consumer import EventConsumer
@@ -17,7 +15,7 @@ from streamkit.schemas import SchemaSet
 from streamkit.settings import StreamkitSettings
 from streamkit.testing.plugin import TopicFactory
 from tests.factories import PAYMENT_SCHEMA, payment
-from tests.integration.conftest import ConsumerRunner
+from tests.integration.conftest import ConsumerRunner, deserialized_values
 
 COUNT = 20
 
@@ -31,24 +29,9 @@ def test_confluent_deserializer_reads_what_streamkit_writes(
         for i in range(COUNT)
     ]
     with SchemaRegistryClient(client_config(streamkit_settings, "schema_registry")) as client:
-        consumer = DeserializingConsumer(
-            {
-                **client_config(streamkit_settings, "consumer"),
-                "key.deserializer": StringDeserializer(),
-                "value.deserializer": AvroDeserializer(client),
-            }
+        values = deserialized_values(
+            streamkit_settings, topic, AvroDeserializer(client), COUNT, polls=100
         )
-        consumer.subscribe([topic])
-        values: list[dict[str, Any]] = []
-        try:
-            for _ in range(100):
-                message = consumer.poll(0.5)
-                if message is not None:
-                    values.append(message.value())
-                if len(values) == COUNT:
-                    break
-        finally:
-            consumer.close()
     assert [str(v["id"]) for v in values] == ids
     assert [v["payload"] for v in values] == [payment(i) for i in range(COUNT)]
 

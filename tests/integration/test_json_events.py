@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, DeserializingConsumer, SerializingProducer, TopicPartition
+from confluent_kafka import Consumer, SerializingProducer, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
-from confluent_kafka.serialization import StringDeserializer, StringSerializer
+from confluent_kafka.serialization import StringSerializer
 
 from streamkit.clientconfig import client_config
 from streamkit.consumer import EventConsumer
@@ -23,7 +23,7 @@ from streamkit.schemas import SchemaSet, load_schemas, subject_name
 from streamkit.settings import StreamkitSettings
 from streamkit.testing.plugin import TopicFactory
 from tests.factories import JSON_EVOLUTION_DIR, JSON_ORDER_SCHEMA, JSON_SCHEMAS_DIR, order
-from tests.integration.conftest import ConsumerRunner
+from tests.integration.conftest import ConsumerRunner, deserialized_values
 
 COUNT = 10
 
@@ -137,25 +137,9 @@ def test_confluent_json_deserializer_reads_what_streamkit_writes(
         json_producer.send(topic, payload, schema=JSON_ORDER_SCHEMA).result(30).event_id
         for payload in payloads
     ]
-    consumer = DeserializingConsumer(
-        {
-            **client_config(streamkit_settings, "consumer"),
-            "key.deserializer": StringDeserializer(),
-            # No reader schema: the deserializer fetches (and validates with) the writer's.
-            "value.deserializer": JSONDeserializer(None, schema_registry_client=registry_client),
-        }
-    )
-    consumer.subscribe([topic])
-    values: list[dict[str, Any]] = []
-    try:
-        for _ in range(120):
-            message = consumer.poll(0.5)
-            if message is not None:
-                values.append(message.value())
-            if len(values) == COUNT:
-                break
-    finally:
-        consumer.close()
+    # No reader schema: the deserializer fetches (and validates with) the writer's.
+    deserializer = JSONDeserializer(None, schema_registry_client=registry_client)
+    values = deserialized_values(streamkit_settings, topic, deserializer, COUNT, polls=120)
     assert [value["id"] for value in values] == ids
     assert [value["payload"] for value in values] == payloads
 
