@@ -73,21 +73,21 @@ def settings(env: Env, group: str | None = None) -> Any:
 
 def producer_config(env: Env) -> dict[str, Any]:
     """The librdkafka producer properties streamkit derives (idempotent, acks=all, linger)."""
-    from streamkit.clientconfig import client_config
+    from streamkit.client.config import client_config
 
     return dict(client_config(settings(env), "producer"))
 
 
 def consumer_config(env: Env, group: str) -> dict[str, Any]:
     """The librdkafka consumer properties streamkit derives (manual offset store, earliest)."""
-    from streamkit.clientconfig import client_config
+    from streamkit.client.config import client_config
 
     return dict(client_config(settings(env, group), "consumer"))
 
 
 def order_schema() -> Any:
     """The benchmark's value schema: the OrderPlaced envelope (~10 payload fields)."""
-    from streamkit.schemas import load_schemas
+    from streamkit.serde.schemas import load_schemas
 
     return load_schemas(SCHEMAS)[SCHEMA_NAME]
 
@@ -119,8 +119,8 @@ def headers(record: dict[str, Any]) -> list[tuple[str, bytes]]:
 
 def register(env: Env, topic: str) -> tuple[int, Any]:
     """Register the order schema for ``topic``; return (schema id, fastavro parsed schema)."""
-    from streamkit.registry import SchemaRegistry
-    from streamkit.schemas import subject_name
+    from streamkit.serde.registry import SchemaRegistry
+    from streamkit.serde.schemas import subject_name
 
     schema = order_schema()
     with SchemaRegistry(settings(env)) as registry:
@@ -147,7 +147,7 @@ def avro_decoder(env: Env) -> Callable[[bytes], Any]:
     """Hand-written wire-format decoder: writer schema by id (fetched once), fastavro reader."""
     from fastavro import schemaless_reader
 
-    from streamkit.registry import SchemaRegistry
+    from streamkit.serde.registry import SchemaRegistry
 
     registry = SchemaRegistry(settings(env))
     writers: dict[int, Any] = {}

@@ -53,8 +53,8 @@ def _settings(env: dict[str, str], codec: str) -> Any:
 
 def _produce(settings: Any, topic: str, count: int) -> tuple[float, dict[str, float]]:
     """Seconds for ``count`` acknowledged sends, and bytes per event by stage."""
-    from streamkit.metrics import BYTE_STAGES, StreamkitMetrics
-    from streamkit.producer import EventProducer
+    from streamkit.observability.metrics import BYTE_STAGES, StreamkitMetrics
+    from streamkit.produce.producer import EventProducer
 
     payloads = [order(seq) for seq in range(count + WARMUP)]
     metrics = StreamkitMetrics()
@@ -92,9 +92,9 @@ def _produce_raw(settings: Any, topic: str, count: int) -> float:
     """
     from confluent_kafka import Producer
 
-    from streamkit.clientconfig import client_config
-    from streamkit.events import Event
-    from streamkit.producer import EventProducer
+    from streamkit.client.config import client_config
+    from streamkit.produce.producer import EventProducer
+    from streamkit.serde.events import Event
 
     with EventProducer(settings, schemas=REPO / "schemas") as producer:
         encoder = producer.encoder(topic, ORDER_SCHEMA)
@@ -118,7 +118,7 @@ def _consume(settings: Any, topic: str, count: int) -> float:
     """Seconds for a plain consumer to read ``count`` messages (fetch + decompress)."""
     from confluent_kafka import Consumer
 
-    from streamkit.clientconfig import client_config
+    from streamkit.client.config import client_config
 
     consumer = Consumer(client_config(settings, "consumer"))
     consumer.subscribe([topic])
@@ -147,7 +147,7 @@ def main() -> None:
     env, containers = _cluster()
     best: dict[str, dict[str, float]] = {}
     try:
-        from streamkit.admin import StreamkitAdmin, TopicSpec
+        from streamkit.ops.admin import StreamkitAdmin, TopicSpec
 
         admin = StreamkitAdmin(_settings(env, "none"))
         for round_ in range(args.rounds):

@@ -49,7 +49,7 @@ BACKENDS: dict[str, str | None] = {
 def consume_with_dedup(env: dict[str, str], topic: str, count: int) -> tuple[float, float]:
     """Wall and CPU seconds for an EventConsumer with ``env['store']`` to handle ``count``
     messages (CPU: this process, librdkafka's threads included)."""
-    from streamkit.consumer import EventConsumer
+    from streamkit.consume.consumer import EventConsumer
     from streamkit.dedup import open_store
 
     store = open_store(env["store"]) if env.get("store") else None
@@ -96,7 +96,7 @@ def main() -> None:
     best: dict[str, float] = {}
     cpu_us: dict[str, float] = {}
     try:
-        from streamkit.admin import StreamkitAdmin, TopicSpec
+        from streamkit.ops.admin import StreamkitAdmin, TopicSpec
 
         admin = StreamkitAdmin(_settings(env))
         with tempfile.TemporaryDirectory(prefix="streamkit-bench-") as scratch:

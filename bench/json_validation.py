@@ -32,7 +32,7 @@ def main() -> None:
     import fastjsonschema
     from jsonschema.validators import validator_for
 
-    from streamkit.schemas import load_schemas
+    from streamkit.serde.schemas import load_schemas
 
     schema = load_schemas(JSON_SCHEMAS_DIR)[JSON_ORDER_SCHEMA].definition
     record = {

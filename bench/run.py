@@ -122,7 +122,7 @@ def _cluster(need_redis: bool) -> Iterator[Env]:
 
 def _topic(env: Env, kind: str) -> str:
     from bench.common import settings
-    from streamkit.admin import StreamkitAdmin, TopicSpec
+    from streamkit.ops.admin import StreamkitAdmin, TopicSpec
 
     topic = f"bench-{kind}-{uuid.uuid4().hex[:8]}"
     StreamkitAdmin(settings(env)).ensure_topics([TopicSpec(topic, partitions=3)])

@@ -1,6 +1,15 @@
-"""streamkit: a thin, typed layer over Apache Kafka for Python microservices."""
+"""streamkit: a thin, typed layer over Apache Kafka for Python microservices.
 
-from streamkit.clientconfig import client_config, masked
+The public API is re-exported here; import from ``streamkit`` itself::
+
+    from streamkit import EventConsumer, EventProducer, load_settings
+"""
+
+from streamkit.client.config import client_config, masked
+from streamkit.consume.aio import AsyncEventConsumer
+from streamkit.consume.consumer import EventConsumer
+from streamkit.consume.processing import ConsumerStats
+from streamkit.consume.transactional import Output, TransactionalProcessor, TransactionStats
 from streamkit.errors import (
     AuthenticationError,
     AuthorizationError,
@@ -20,31 +29,49 @@ from streamkit.errors import (
     StreamkitError,
     TlsError,
 )
+from streamkit.produce.delivery import DeliveryFuture
+from streamkit.produce.producer import EventProducer
+from streamkit.serde.events import Event
+from streamkit.serde.registry import SchemaRegistry
+from streamkit.serde.schemas import AvroSchema, SchemaSet, load_schemas
 from streamkit.settings import StreamkitSettings, load_settings
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncEventConsumer",
     "AuthenticationError",
     "AuthorizationError",
+    "AvroSchema",
     "BrokerUnavailableError",
     "ConfigError",
     "ConfigProblem",
+    "ConsumerStats",
     "DedupStoreError",
     "DeliveryError",
+    "DeliveryFuture",
     "DeserializationError",
+    "Event",
+    "EventConsumer",
+    "EventProducer",
     "KafkaClientError",
+    "Output",
     "RegistryError",
     "SchemaCompatibilityError",
     "SchemaError",
     "SchemaLoadError",
+    "SchemaRegistry",
+    "SchemaSet",
     "SchemaValidationError",
     "SerializationError",
     "StreamkitError",
     "StreamkitSettings",
     "TlsError",
+    "TransactionStats",
+    "TransactionalProcessor",
     "__version__",
     "client_config",
+    "load_schemas",
     "load_settings",
     "masked",
 ]

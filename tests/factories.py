@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from streamkit.demo import ORDER_SCHEMA, order_payload
+from streamkit.cli.demo import ORDER_SCHEMA, order_payload
 
 __all__ = ["ORDER_SCHEMA", "PAYMENT_SCHEMA", "SAMPLES", "order", "payment"]
 

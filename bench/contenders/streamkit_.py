@@ -25,7 +25,7 @@ from bench.common import settings as _settings
 
 
 def produce(env: Env, topic: str, count: int, warmup: int) -> Timing:
-    from streamkit.producer import EventProducer
+    from streamkit.produce.producer import EventProducer
 
     records = payloads(warmup + count)
     with EventProducer(_settings(env), schemas=SCHEMAS) as producer:
@@ -62,7 +62,7 @@ def _store(env: Env, backend: str | None, directory: str) -> Any:
 def consume(env: Env, topic: str, count: int, warmup: int, backend: str | None = None) -> Timing:
     import tempfile
 
-    from streamkit.consumer import EventConsumer
+    from streamkit.consume.consumer import EventConsumer
 
     clock = Clock(warmup, count)
     consumer: EventConsumer | None = None
@@ -83,7 +83,7 @@ def consume(env: Env, topic: str, count: int, warmup: int, backend: str | None =
 
 def latency_produce(env: Env, topic: str, total: int, rate: float) -> None:
     """Offer ``total`` events at ``rate`` per second, each stamped with its send time."""
-    from streamkit.producer import EventProducer
+    from streamkit.produce.producer import EventProducer
 
     records = payloads(total)
     pacer = Pacer(rate)
@@ -102,7 +102,7 @@ def latency_produce(env: Env, topic: str, total: int, rate: float) -> None:
 
 def latency_consume(env: Env, topic: str, count: int, warmup: int, ready: ReadyEvent) -> Timing:
     """Handle events; latency of each one after the warm-up, in ms."""
-    from streamkit.consumer import EventConsumer
+    from streamkit.consume.consumer import EventConsumer
 
     clock = Clock(warmup, count)
     samples: list[float] = []

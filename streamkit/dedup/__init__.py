@@ -1,7 +1,7 @@
 """Deduplication stores that make consumers idempotent.
 
 See :mod:`streamkit.dedup.base` for the claim → complete / release protocol and
-:func:`open_store` for the URL schemes (``memory://``, ``sqlite:///``, ``redis://``).
+:func:`~streamkit.dedup.factory.open_store` for the URL schemes (``memory://``, ``sqlite:///``, ``redis://``).
 The redis backend imports the optional ``redis`` package only when opened.
 """
 
@@ -13,11 +13,10 @@ from streamkit.dedup.base import (
     claim_one,
     complete_one,
     mask_url,
-    open_store,
-    open_store_from_settings,
     release_one,
     scoped_key,
 )
+from streamkit.dedup.factory import open_store, open_store_from_settings
 from streamkit.dedup.memory import MemoryDedupStore
 from streamkit.dedup.redis import RedisDedupStore
 from streamkit.dedup.sqlite import SqliteDedupStore, exactly_once

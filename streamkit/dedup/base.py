@@ -1,4 +1,6 @@
-"""The deduplication store protocol, claim results, and the URL factory.
+"""The deduplication store protocol, claim results, and the parsed store URL.
+
+Stores are opened by URL with :func:`streamkit.dedup.factory.open_store`.
 
 A consumer makes its handler idempotent with three calls per batch of event ids:
 
@@ -24,15 +26,6 @@ claim and complete is retried, never lost. Owner rules, common to every backend:
   and recording it avoids a second effect. Completing a key nobody claimed marks it
   done too (useful to seed a store).
 
-Backends are chosen by URL with :func:`open_store`::
-
-    memory://?max_entries=100000      bounded LRU + TTL, one process
-    sqlite:///var/lib/app/dedup.db    one file, several processes on one host
-    redis://:password@host:6379/0     shared by every member of a consumer group
-
-Every URL accepts ``ttl=S`` and ``claim_ttl=S`` (seconds), which override the keyword
-arguments.
-
 A store is one namespace of ids. Consumer groups that must each process an event
 need their own (a Redis ``?prefix=`` or an SQLite file per group); sharing one would
 make the second group skip events the first has done.
@@ -49,25 +42,23 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol, Self, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
 
-from streamkit.clientconfig import MASK, is_secret_key
+from streamkit.client.config import MASK, is_secret_key
 from streamkit.errors import DedupStoreError
-
-if TYPE_CHECKING:
-    from streamkit.settings import DedupSettings
 
 __all__ = [
     "DEFAULT_CLAIM_TTL_S",
     "DEFAULT_TTL_S",
+    "SCHEMES",
     "ClaimResult",
     "DedupStore",
+    "StoreBase",
+    "StoreURL",
     "claim_one",
     "complete_one",
     "mask_url",
-    "open_store",
-    "open_store_from_settings",
     "release_one",
     "scoped_key",
 ]
@@ -138,7 +129,7 @@ def release_one(store: DedupStore, key: str) -> None:
 def scoped_key(group: str, key: str) -> str:
     """The dedup key a consumer group uses for an event key: ``"<group>:<key>"``.
 
-    :class:`~streamkit.consumer.EventConsumer` claims and completes this key, so two
+    :class:`~streamkit.consume.consumer.EventConsumer` claims and completes this key, so two
     groups reading one topic each handle every event once. A handler that records its
     own effects with :func:`~streamkit.dedup.exactly_once` passes the same key, so that
     its mark and the consumer's are one row.
@@ -270,79 +261,3 @@ class StoreURL:
         if self.params:
             names = ", ".join(sorted(self.params))
             raise self.error(f"unknown query parameter(s): {names}", f"known here: {known}")
-
-
-def parse_store_url(url: str, *, claim_ttl_s: float, ttl_s: float) -> StoreURL:
-    """Split a store URL and apply its ``ttl`` / ``claim_ttl`` overrides."""
-    try:
-        parts = urlsplit(url)
-        params = dict(parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False))
-        parts.port  # noqa: B018 - raises ValueError on a malformed port
-    except ValueError as exc:
-        raise DedupStoreError(
-            f"dedup store URL {mask_url(url)!r} cannot be parsed: {exc} "
-            "(hint: use memory://, sqlite:///abs/path.db or redis://host:port/db)"
-        ) from None
-    parsed = StoreURL(
-        url,
-        parts,
-        params,
-        claim_ttl_s=check_ttl("claim_ttl_s", claim_ttl_s),
-        ttl_s=check_ttl("ttl_s", ttl_s),
-    )
-    parsed.ttl_s = parsed.pop_float("ttl", parsed.ttl_s)
-    parsed.claim_ttl_s = parsed.pop_float("claim_ttl", parsed.claim_ttl_s)
-    return parsed
-
-
-def open_store(
-    url: str,
-    *,
-    claim_ttl_s: float = DEFAULT_CLAIM_TTL_S,
-    ttl_s: float = DEFAULT_TTL_S,
-    owner: str | None = None,
-) -> DedupStore:
-    """Open the deduplication store a URL names.
-
-    Args:
-        url: ``memory://?max_entries=N``, ``sqlite:///abs/path.db``,
-            ``redis://[:password@]host:port/db`` or ``rediss://...``; each accepts
-            ``ttl=S`` and ``claim_ttl=S`` query parameters, which win over the keywords.
-        claim_ttl_s: seconds after which an uncompleted claim expires.
-        ttl_s: seconds a completed key is remembered.
-        owner: id of this instance's claims; a fresh uuid4 hex when None.
-
-    Raises:
-        DedupStoreError: unknown scheme, bad parameter, unreachable backend, or a
-            missing optional dependency; the message never shows a password.
-    """
-    parsed = parse_store_url(url, claim_ttl_s=claim_ttl_s, ttl_s=ttl_s)
-    scheme = parsed.parts.scheme.lower()
-    # Backends import lazily: redis is optional and sqlite/memory need not load it.
-    if scheme == "memory":
-        from streamkit.dedup.memory import MemoryDedupStore
-
-        return MemoryDedupStore.from_url(parsed, owner=owner)
-    if scheme == "sqlite":
-        from streamkit.dedup.sqlite import SqliteDedupStore
-
-        return SqliteDedupStore.from_url(parsed, owner=owner)
-    if scheme in ("redis", "rediss"):
-        from streamkit.dedup.redis import RedisDedupStore
-
-        return RedisDedupStore.from_url(parsed, owner=owner)
-    raise parsed.error(
-        f"unknown scheme {scheme!r}",
-        "use memory://, sqlite:///abs/path.db, redis://host:port/db or rediss://",
-    )
-
-
-def open_store_from_settings(
-    settings: DedupSettings, *, owner: str | None = None
-) -> DedupStore | None:
-    """Open the store ``STREAMKIT_DEDUP__*`` settings describe; None when no URL is set."""
-    if settings.url is None:
-        return None
-    return open_store(
-        settings.url, claim_ttl_s=settings.claim_ttl_s, ttl_s=settings.ttl_s, owner=owner
-    )

@@ -25,7 +25,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlunsplit
 
-from streamkit.clientconfig import MASK
+from streamkit.client.config import MASK
 from streamkit.dedup.base import (
     DEFAULT_CLAIM_TTL_S,
     DEFAULT_TTL_S,

@@ -179,7 +179,7 @@ def exactly_once(
 
     Args:
         conn: a connection not currently in a transaction.
-        key: the event's dedup key; under an :class:`~streamkit.consumer.EventConsumer`
+        key: the event's dedup key; under an :class:`~streamkit.consume.consumer.EventConsumer`
             the one it claims, ``scoped_key(group, event.id)``.
         ttl_s: seconds the completed mark is kept.
         clock: unix seconds (injectable for tests).

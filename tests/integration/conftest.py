@@ -13,11 +13,11 @@ import pytest
 from confluent_kafka import DeserializingConsumer
 from confluent_kafka.serialization import Deserializer, StringDeserializer
 
-from streamkit.clientconfig import client_config
-from streamkit.consumer import EventConsumer
-from streamkit.producer import EventProducer
-from streamkit.registry import SchemaRegistry
-from streamkit.schemas import SchemaSet, load_schemas
+from streamkit.client.config import client_config
+from streamkit.consume.consumer import EventConsumer
+from streamkit.produce.producer import EventProducer
+from streamkit.serde.registry import SchemaRegistry
+from streamkit.serde.schemas import SchemaSet, load_schemas
 from streamkit.settings import StreamkitSettings
 from streamkit.testing.plugin import TopicFactory
 from streamkit.testing.security import SecureKafka

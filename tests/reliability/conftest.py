@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from streamkit.consumer import EventConsumer
-from streamkit.events import Event
+from streamkit.consume.consumer import EventConsumer
+from streamkit.serde.events import Event
 from streamkit.settings import StreamkitSettings, load_settings
 from streamkit.testing.cluster import KafkaCluster
 from streamkit.testing.containers import RegistryContainer
@@ -112,7 +112,7 @@ def private_registry() -> Iterator[RegistryEndpoint]:
 @pytest.fixture
 def spawn_consumer(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[str]]]:
     """``spawn_consumer(python, env, topic, handled_file, *args)`` starts
-    ``tests.integration.consumer_proc`` and waits until it has partitions.
+    ``tests.integration.consume.consumer_proc`` and waits until it has partitions.
 
     Its log goes to ``<handled_file>.log``, shown when the test fails. Children still
     running after the test are woken (SIGCONT) and killed.
@@ -124,7 +124,14 @@ def spawn_consumer(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[st
     ) -> subprocess.Popen[str]:
         with handled.with_suffix(".log").open("w") as log:
             child = subprocess.Popen(
-                [python, "-m", "tests.integration.consumer_proc", topic, str(handled), *args],
+                [
+                    python,
+                    "-m",
+                    "tests.integration.consume.consumer_proc",
+                    topic,
+                    str(handled),
+                    *args,
+                ],
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=log,

@@ -9,10 +9,10 @@ from collections.abc import Callable
 from typing import Any
 
 from streamkit.dedup import MemoryDedupStore
-from streamkit.delivery import DeliveryFuture
 from streamkit.errors import KafkaClientError
-from streamkit.producer import EventProducer
-from streamkit.schemas import SchemaSet
+from streamkit.produce.delivery import DeliveryFuture
+from streamkit.produce.producer import EventProducer
+from streamkit.serde.schemas import SchemaSet
 from streamkit.settings import StreamkitSettings
 from streamkit.testing.cluster import KafkaCluster
 from tests.factories import ORDER_SCHEMA, order

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 from streamkit.errors import DeliveryError
-from streamkit.producer import EventProducer
-from streamkit.schemas import SchemaSet
+from streamkit.produce.producer import EventProducer
+from streamkit.serde.schemas import SchemaSet
 from streamkit.settings import StreamkitSettings
 from streamkit.testing.cluster import KafkaCluster
 from tests.factories import ORDER_SCHEMA, order

@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 
-from streamkit.delivery import DeliveryFuture
-from streamkit.producer import EventProducer
-from streamkit.schemas import SchemaSet
+from streamkit.produce.delivery import DeliveryFuture
+from streamkit.produce.producer import EventProducer
+from streamkit.serde.schemas import SchemaSet
 from streamkit.settings import StreamkitSettings
 from streamkit.testing.cluster import KafkaCluster
 from streamkit.testing.redis import RedisEndpoint
 from tests.factories import ORDER_SCHEMA, order
 from tests.integration.conftest import REPO
-from tests.integration.test_consumer import _handled_lines, _signal
+from tests.integration.consume.test_consumer import _handled_lines, _signal
 
 SESSION_TIMEOUT_MS = 6_000  # the broker's group.min.session.timeout.ms
 PARTITIONS = 4

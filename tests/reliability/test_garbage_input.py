@@ -9,14 +9,14 @@ from confluent_kafka import Producer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamkit.clientconfig import client_config
-from streamkit.consumer import EventConsumer
-from streamkit.events import frame
-from streamkit.producer import EventProducer
-from streamkit.schemas import SchemaSet
+from streamkit.client.config import client_config
+from streamkit.consume.consumer import EventConsumer
+from streamkit.produce.producer import EventProducer
+from streamkit.serde.events import frame
+from streamkit.serde.schemas import SchemaSet
 from streamkit.settings import StreamkitSettings
 from tests.factories import ORDER_SCHEMA, order
-from tests.integration.test_consumer import _read_all
+from tests.integration.consume.test_consumer import _read_all
 from tests.reliability.conftest import Collector, ConsumerRunner
 
 ROUNDS = 6

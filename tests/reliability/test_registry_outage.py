@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from streamkit.consumer import EventConsumer
+from streamkit.consume.consumer import EventConsumer
 from streamkit.errors import RegistryError
-from streamkit.producer import EventProducer
-from streamkit.schemas import SchemaSet
+from streamkit.produce.producer import EventProducer
+from streamkit.serde.schemas import SchemaSet
 from streamkit.testing.cluster import KafkaCluster
 from streamkit.testing.plugin import RegistryEndpoint
 from tests.factories import ORDER_SCHEMA, PAYMENT_SCHEMA, order, payment

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from streamkit.metrics import StreamkitMetrics
+from streamkit.observability.metrics import StreamkitMetrics
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "streamkit.json"

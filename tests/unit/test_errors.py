@@ -4,6 +4,8 @@ import pytest
 from confluent_kafka import KafkaError
 
 from streamkit import errors
+from streamkit.client import diagnose
+from streamkit.client.diagnose import translate_kafka_error
 from streamkit.errors import (
     AuthenticationError,
     AuthorizationError,
@@ -14,7 +16,6 @@ from streamkit.errors import (
     KafkaClientError,
     StreamkitError,
     TlsError,
-    translate_kafka_error,
 )
 
 MAPPED = [
@@ -42,15 +43,17 @@ def test_every_mapped_code_translates(code: int, expected: type[Exception]) -> N
     assert "orders" in str(error)
     assert "partition 2" in str(error)
     assert error.topic == "orders"
+    assert error.kafka_error is not None
+    assert error.kafka_error.code() == code
 
 
 def test_mapping_table_is_fully_covered() -> None:
     covered = {code for code, _ in MAPPED}
     table = (
-        errors._AUTHENTICATION_CODES
-        | errors._TLS_CODES
-        | errors._AUTHORIZATION_CODES
-        | errors._UNAVAILABLE_CODES
+        diagnose._AUTHENTICATION_CODES
+        | diagnose._TLS_CODES
+        | diagnose._AUTHORIZATION_CODES
+        | diagnose._UNAVAILABLE_CODES
     )
     assert table <= covered
 

@@ -1,0 +1,1 @@
+"""The ``streamkit`` command line and the demo."""

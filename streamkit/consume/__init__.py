@@ -1,0 +1,1 @@
+"""The consume pipeline and its faces: EventConsumer, AsyncEventConsumer, TransactionalProcessor."""

@@ -1,0 +1,1 @@
+"""Prometheus collectors and the HTTP endpoint (/metrics /healthz /readyz /livez)."""

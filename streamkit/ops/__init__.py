@@ -1,0 +1,1 @@
+"""Operations: admin (topics, lag), ACLs, readiness checks."""

@@ -1,0 +1,1 @@
+"""EventProducer and its delivery futures."""

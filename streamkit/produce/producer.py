@@ -1,0 +1,378 @@
+"""EventProducer: schema-enforced, idempotent producing.
+
+Each record is validated against its Avro schema before it leaves the process; the
+schema is parsed once and its registry id cached, so the per-record path is: validate,
+encode with fastavro, hand to librdkafka. Delivery reports settle the
+:class:`~streamkit.produce.delivery.DeliveryFuture` returned by :meth:`send`; they are served
+inline, without a background thread (which cost every send a GIL hand-over): every
+few sends, by :meth:`flush`, :meth:`poll` and :meth:`close`, and by whoever waits on a
+future. Done-callbacks therefore run in the thread that serves the report.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from streamkit.client.config import client_config
+from streamkit.client.connect import connect
+from streamkit.client.diagnose import translate_kafka_error
+from streamkit.errors import DeliveryError, KafkaClientError
+from streamkit.produce.delivery import DeliveryFuture
+from streamkit.serde.events import EventEncoder, Headers, envelope_headers, new_event_id
+from streamkit.serde.registry import SchemaRegistry
+from streamkit.serde.schemas import SchemaSet, load_schemas, subject_name
+from streamkit.settings import StreamkitSettings, load_settings
+
+if TYPE_CHECKING:
+    from streamkit.observability.metrics import ProducerMetrics, StreamkitMetrics
+
+__all__ = ["EventProducer"]
+
+log = logging.getLogger(__name__)
+
+_QUEUE_FULL_WAIT_S = 0.05
+# Serve delivery reports every this many sends: often enough that the report queue
+# stays short and callbacks run promptly, rarely enough that poll's cost is shared.
+_POLL_EVERY = 8
+# An idle producer is served by a helper thread at this pace, so that delivery callbacks,
+# statistics (metrics) and errors still arrive when nothing calls send, poll or flush.
+IDLE_SERVE_INTERVAL_S = 0.5
+Key = str | bytes | None
+
+
+def _key_bytes(key: Key) -> bytes | None:
+    return key.encode() if isinstance(key, str) else key
+
+
+class EventProducer:
+    """Produces events to Kafka with their schemas enforced.
+
+    Args:
+        settings: resolved settings (default: :func:`~streamkit.settings.load_settings`).
+        schemas: the loaded schemas or their directory (default ``schemas/``).
+        registry: the schema registry face (default: built from settings).
+        auto_register: register a topic's schema on first use (else look it up).
+        config: extra client properties set by the caller; they win over settings.
+        metrics: Prometheus collectors to report to (produced, delivered, delivery
+            errors, queue depth); None costs nothing per record.
+
+    Use as a context manager, or call :meth:`close`, which waits until every record
+    handed over was acknowledged or failed.
+    """
+
+    def __init__(
+        self,
+        settings: StreamkitSettings | None = None,
+        *,
+        schemas: SchemaSet | str | Path = "schemas",
+        registry: SchemaRegistry | None = None,
+        auto_register: bool = True,
+        config: Mapping[str, Any] | None = None,
+        metrics: StreamkitMetrics | None = None,
+    ) -> None:
+        self.settings = settings or load_settings()
+        self.schemas = schemas if isinstance(schemas, SchemaSet) else load_schemas(schemas)
+        self._owns_registry = registry is None
+        self.registry = registry or SchemaRegistry(self.settings)
+        self.auto_register = auto_register
+        self._metrics: ProducerMetrics | None = (
+            metrics.producer(self.settings.kafka.client_id) if metrics is not None else None
+        )
+        overrides = {"error_cb": self._on_error, "logger": log, **(config or {})}
+        # Fail now, naming the cause, rather than time out records minutes later.
+        self._producer, _ = connect(
+            Producer,
+            client_config(
+                self.settings,
+                "producer",
+                stats_cb=self._metrics.on_statistics if self._metrics else None,
+                overrides=overrides,
+            ),
+            self.settings,
+            operation="produce",
+        )
+        self._encoders: dict[tuple[str, str | None], EventEncoder] = {}
+        self._fatal: KafkaClientError | None = None
+        self._closed = False
+        self._last_served = time.monotonic()
+        self._idle_stop = threading.Event()
+        self._idle_server = threading.Thread(
+            target=self._serve_while_idle, name="streamkit-producer-idle", daemon=True
+        )
+        self._idle_server.start()
+        self._unpolled = 0
+        self._serve = self.poll  # one bound method shared by every future
+        self._transactional = self.settings.producer.transactional_id is not None
+        if self._transactional:
+            self._call("init transactions", self._producer.init_transactions, 30)
+
+    def __repr__(self) -> str:
+        return (
+            f"EventProducer(bootstrap={self.settings.kafka.bootstrap_servers!r}, "
+            f"client_id={self.settings.kafka.client_id!r})"
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def client(self) -> Producer:
+        """The underlying confluent-kafka producer."""
+        return self._producer
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            self._fatal = translate_kafka_error(error, operation="produce")
+            log.error("fatal producer error: %s", self._fatal)
+        else:
+            log.warning("producer: %s: %s", error.name(), error.str())
+
+    def poll(self, timeout: float = 0) -> int:
+        """Serve pending delivery reports (settling futures, running callbacks).
+
+        :meth:`send` does this every few records, waiting on a future does it too, and
+        a helper thread does it when the producer sits idle. Returns how many reports
+        were served.
+
+        Raises:
+            KafkaClientError: the producer met a fatal error (e.g. an ACL refuses the
+                idempotent producer id); it names the cause, after the reports it
+                failed were served.
+        """
+        try:
+            served: int = self._producer.poll(timeout)
+        except KafkaException as exc:
+            raise self._fatal_from(exc) from exc
+        self._last_served = time.monotonic()
+        if self._fatal is not None:
+            raise self._fatal
+        return served
+
+    def _fatal_from(self, exc: KafkaException) -> KafkaClientError:
+        if self._fatal is None:
+            self._fatal = translate_kafka_error(exc.args[0], operation="produce")
+        return self._fatal
+
+    def _serve_while_idle(self) -> None:
+        # The hot path serves reports inline (no thread hand-over per record); this only
+        # steps in when nobody served them for a while.
+        while not self._idle_stop.wait(IDLE_SERVE_INTERVAL_S):
+            if time.monotonic() - self._last_served >= IDLE_SERVE_INTERVAL_S:
+                # A fatal error is kept by poll: send() and the futures raise it.
+                with suppress(KafkaClientError):
+                    self.poll(0)
+
+    def encoder(self, topic: str, schema: str | None = None) -> EventEncoder:
+        """The encoder for ``topic`` (registering or looking up its schema once).
+
+        Args:
+            topic: destination topic.
+            schema: full name of the value schema; default: the schema that declares
+                ``streamkit.topic`` = ``topic``.
+        """
+        cached = self._encoders.get((topic, schema))
+        if cached is not None:
+            return cached
+        value_schema = self.schemas[schema] if schema else self.schemas.for_topic(topic)
+        strategy = self.settings.schema_registry.subject_name_strategy
+        subject = subject_name(strategy, topic, value_schema.name)
+        if self.auto_register:
+            schema_id = self.registry.register(subject, value_schema)
+        else:
+            schema_id = self.registry.lookup(subject, value_schema)
+        encoder = EventEncoder(value_schema, schema_id)
+        self._encoders[(topic, schema)] = encoder
+        return encoder
+
+    def send(
+        self,
+        topic: str,
+        payload: Any,
+        *,
+        key: Key = None,
+        event_type: str | None = None,
+        event_id: str | None = None,
+        timestamp: int | None = None,
+        headers: Headers | None = None,
+        schema: str | None = None,
+    ) -> DeliveryFuture:
+        """Validate, encode and send one event; return its delivery future.
+
+        Args:
+            topic: destination topic.
+            payload: the event payload (a dict matching the schema's payload record).
+            key: partitioning key; records with one key keep their order.
+            event_type: default: the schema's short name.
+            event_id: default: a new UUID4; re-use an id to re-send the same event.
+            timestamp: epoch milliseconds; default: now.
+            headers: extra headers, after the envelope headers.
+            schema: full name of the value schema (default: the topic's).
+
+        Raises:
+            SchemaValidationError: the record breaks its schema; nothing was sent.
+            KafkaClientError: the client cannot take the record (fatal error, too large).
+        """
+        if self._fatal is not None:
+            raise self._fatal
+        encoder = self._encoders.get((topic, schema)) or self.encoder(topic, schema)
+        # The Event dataclass is skipped on purpose: this is the per-record hot path.
+        event_type = event_type or encoder.short_name
+        event_id = event_id or new_event_id()
+        if timestamp is None:
+            timestamp = time.time_ns() // 1_000_000
+        value = encoder.encode_record(encoder.record_of(payload, event_type, event_id, timestamp))
+        future = DeliveryFuture(event_id, self._serve)
+        self._produce(
+            topic,
+            value,
+            _key_bytes(key),
+            envelope_headers(event_id, event_type, timestamp, headers),
+            future,
+        )
+        return future
+
+    def _produce(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        headers: Headers,
+        future: DeliveryFuture,
+    ) -> None:
+        metrics = self._metrics
+        on_delivery: Callable[[KafkaError | None, Message], None] = future
+        if metrics is not None:
+
+            def on_delivery(error: KafkaError | None, message: Message) -> None:
+                if error is None:
+                    metrics.delivered(topic)
+                else:
+                    metrics.failed(topic, error.name())
+                future(error, message)
+
+        try:
+            self._producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+        except BufferError:
+            self._produce_when_room(topic, value, key, headers, on_delivery)
+        except KafkaException as exc:
+            raise translate_kafka_error(exc.args[0], operation="produce", topic=topic) from exc
+        if metrics is not None:
+            metrics.sent(topic)
+        self._unpolled += 1
+        if self._unpolled >= _POLL_EVERY:
+            self._unpolled = 0
+            self.poll(0)
+
+    def _produce_when_room(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        headers: Headers,
+        on_delivery: Callable[[KafkaError | None, Message], None],
+    ) -> None:
+        timeout_ms = self.settings.producer.delivery_timeout_ms
+        deadline = time.monotonic() + timeout_ms / 1000
+        while True:
+            # The local queue is full: serve acknowledgements to make room.
+            self.poll(_QUEUE_FULL_WAIT_S)
+            try:
+                self._producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+                return
+            except BufferError:
+                if time.monotonic() > deadline:
+                    raise DeliveryError(
+                        f"producer queue stayed full for {timeout_ms} ms; "
+                        "the cluster is not acknowledging records",
+                        topic=topic,
+                    ) from None
+            except KafkaException as exc:
+                if self._fatal is not None:
+                    raise self._fatal from exc
+                raise translate_kafka_error(exc.args[0], operation="produce", topic=topic) from exc
+
+    def flush(self, timeout: float | None = None) -> int:
+        """Wait until queued records are acknowledged or failed; return how many remain."""
+        try:
+            remaining: int = self._producer.flush(-1 if timeout is None else timeout)
+        except KafkaException as exc:
+            raise self._fatal_from(exc) from exc
+        self._last_served = time.monotonic()
+        return remaining
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush everything, then stop. Default timeout: the delivery timeout plus 5 s.
+
+        Raises:
+            DeliveryError: records were still unacknowledged when the timeout passed.
+        """
+        if self._closed:
+            return
+        wait = (
+            timeout
+            if timeout is not None
+            else self.settings.producer.delivery_timeout_ms / 1000 + 5
+        )
+        try:
+            remaining = self.flush(wait)
+        finally:
+            self._closed = True
+            self._idle_stop.set()
+        if self._owns_registry:
+            self.registry.close()
+        if remaining:
+            raise DeliveryError(
+                f"{remaining} records were still unacknowledged after {wait:.0f} s at close; "
+                "their delivery futures report the outcome if it arrives"
+            )
+
+    # Transactions -------------------------------------------------------------------
+
+    def _call(self, action: str, method: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return method(*args)
+        except KafkaException as exc:
+            raise translate_kafka_error(exc.args[0], operation=action) from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[Self]:
+        """Send inside a Kafka transaction: committed on success, aborted on error.
+
+        Requires ``STREAMKIT_PRODUCER__TRANSACTIONAL_ID``.
+        """
+        if not self._transactional:
+            raise KafkaClientError("transactions need STREAMKIT_PRODUCER__TRANSACTIONAL_ID")
+        self._call("begin transaction", self._producer.begin_transaction)
+        try:
+            yield self
+        except BaseException:
+            self._call("abort transaction", self._producer.abort_transaction, 30)
+            raise
+        self._call("commit transaction", self._producer.commit_transaction, 30)
+
+    def send_offsets_to_transaction(self, offsets: list[Any], group_metadata: Any) -> None:
+        """Commit consumed offsets within the current transaction (consume-transform-produce)."""
+        self._call(
+            "send offsets to transaction",
+            self._producer.send_offsets_to_transaction,
+            offsets,
+            group_metadata,
+            30,
+        )

@@ -1,0 +1,1 @@
+"""Event envelope, wire format, Avro and JSON Schema (compiled checks), registry face."""

@@ -1,0 +1,127 @@
+"""An idempotent consumer service run as a subprocess by the end-to-end dedup tests.
+
+Usage: python -m tests.integration.consume.dedup_worker TOPIC EFFECTS_DB [--batch-size N]
+
+Configured from ``STREAMKIT_*`` only (group id, dedup store URL, claim TTL, session
+timeout). The dedup store named by ``STREAMKIT_DEDUP__URL`` is shared by every worker of
+the group. The handler's side effect is one row per event in the ``effects`` table of
+EFFECTS_DB (a plain INSERT, no unique constraint), written inside
+:func:`streamkit.dedup.exactly_once` under the consumer's own dedup key, so that the row
+and the event's "done" mark commit together: a worker killed after its row committed but
+before the shared store heard of it cannot cause a second row. When EFFECTS_DB is the
+SQLite store's own file, that mark *is* the store's. Each time the mark (rather than the
+store) stopped a second effect, a row goes into ``marks_hit``, so the count survives kills.
+
+Prints ``ready`` once partitions are first assigned, then ``stats {json}`` with the
+consumer's counters every half second (the last one a killed worker printed is its
+figure) and once more on SIGTERM, before it exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import sys
+import threading
+from typing import Any
+
+from streamkit.consume.consumer import EventConsumer
+from streamkit.consume.processing import ConsumerStats
+from streamkit.dedup import exactly_once, open_store_from_settings, scoped_key
+from streamkit.serde.events import Event
+from streamkit.settings import load_settings
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS effects ("
+    " event_id TEXT NOT NULL, worker INTEGER NOT NULL,"
+    " partition INTEGER NOT NULL, offset INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS marks_hit (event_id TEXT NOT NULL, worker INTEGER NOT NULL)",
+)
+REPORT_EVERY_S = 0.5
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """A connection to the effects database: WAL, a generous busy timeout, autocommit.
+
+    ``synchronous=NORMAL`` under WAL keeps every commit across a process crash (what the
+    tests inflict); only a power loss could drop the last ones.
+    """
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    for statement in SCHEMA:
+        conn.execute(statement)
+    return conn
+
+
+def report(stats: ConsumerStats) -> None:
+    figures = {
+        "worker": os.getpid(),
+        "consumed": stats.consumed,
+        "processed": stats.processed,
+        "duplicates_skipped": stats.duplicates_skipped,
+        "claim_conflicts": stats.claim_conflicts,
+        "rebalances": stats.rebalances,
+        "dead_lettered": stats.dead_lettered,
+    }
+    print(f"stats {json.dumps(figures)}", flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("topic")
+    parser.add_argument("effects_db")
+    parser.add_argument("--batch-size", type=int, default=25)
+    args = parser.parse_args()
+    settings = load_settings()
+    group = settings.consumer.group_id or ""
+    conn = connect(args.effects_db)
+    worker = os.getpid()
+
+    def handle(event: Event) -> None:
+        with exactly_once(conn, scoped_key(group, event.id)) as tx:
+            if tx is None:
+                conn.execute("INSERT INTO marks_hit VALUES (?, ?)", (event.id, worker))
+                return
+            tx.execute(
+                "INSERT INTO effects VALUES (?, ?, ?, ?)",
+                (event.id, worker, event.partition, event.offset),
+            )
+
+    def assigned(_partitions: list[Any]) -> None:
+        if not ready.is_set():
+            ready.set()
+            print("ready", flush=True)
+
+    ready = threading.Event()
+    stopped = threading.Event()
+    store = open_store_from_settings(settings.dedup)
+    try:
+        with EventConsumer(
+            [args.topic],
+            handle,
+            settings=settings,
+            dedup=store,
+            batch_size=args.batch_size,
+            on_assign=assigned,
+        ) as consumer:
+
+            def reporter() -> None:
+                while not stopped.wait(REPORT_EVERY_S):
+                    report(consumer.stats)
+
+            threading.Thread(target=reporter, daemon=True).start()
+            stats = consumer.run()
+            stopped.set()
+    finally:
+        if store is not None:
+            store.close()
+        conn.close()
+    report(stats)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

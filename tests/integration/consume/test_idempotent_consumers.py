@@ -1,0 +1,251 @@
+"""Idempotent consumers end to end: 10,000 events plus 2,000 re-sent duplicates (20 %,
+same ids, other partitions) consumed by worker processes sharing a dedup store, one of
+them SIGKILLed at a random point and restarted; the handler's SQLite side-effect table
+must end with exactly one row per event.
+
+Two set-ups: a group of 3 workers sharing a real Redis store, and a single worker with
+the SQLite store (whose file also holds the effects, the exactly-once-into-a-database
+pattern). Claim TTL and session timeout are short so that a killed member's claims
+and partitions move on within seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from streamkit.client.config import client_config
+from streamkit.produce.producer import EventProducer
+from streamkit.settings import StreamkitSettings
+from streamkit.testing.plugin import TopicFactory
+from tests.factories import ORDER_SCHEMA, order
+
+EVENTS = 10_000
+DUPLICATES = EVENTS // 5
+PARTITIONS = 6
+CLAIM_TTL_S = "4"
+SESSION_TIMEOUT_MS = "6000"
+# The shared store, not the effects table's own mark, must stop almost every duplicate:
+# the mark only catches events whose worker died between its commit and the store's
+# complete (one per kill), or whose claim expired under a stall.
+MAX_MARKS_HIT = 20
+
+
+@dataclass
+class Worker:
+    """One dedup_worker process and what it printed."""
+
+    process: subprocess.Popen[str]
+    ready: threading.Event = field(default_factory=threading.Event)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def follow(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.startswith("ready"):
+                self.ready.set()
+            elif line.startswith("stats "):
+                self.stats = json.loads(line.removeprefix("stats "))
+
+
+class WorkerGroup:
+    """Starts, kills and stops dedup workers; keeps every worker's last figures."""
+
+    def __init__(self, python: str, env: dict[str, str], topic: str, effects: Path) -> None:
+        self._command = [
+            python,
+            "-m",
+            "tests.integration.consume.dedup_worker",
+            topic,
+            str(effects),
+        ]
+        self._env = env
+        self._log = effects.with_suffix(".log")
+        self.live: list[Worker] = []
+        self.killed: list[Worker] = []
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> Worker:
+        with self._log.open("a") as stderr:
+            process = subprocess.Popen(
+                self._command,
+                env=self._env,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                cwd=self._env["PYTHONPATH"],
+            )
+        worker = Worker(process)
+        thread = threading.Thread(target=worker.follow, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        self.live.append(worker)
+        return worker
+
+    def kill_one(self) -> None:
+        victim = random.choice(self.live)
+        victim.process.kill()
+        assert victim.process.wait(30) == -signal.SIGKILL
+        self.live.remove(victim)
+        self.killed.append(victim)
+
+    def stop_all(self) -> None:
+        for worker in self.live:
+            worker.process.send_signal(signal.SIGTERM)
+        codes = [worker.process.wait(60) for worker in self.live]
+        assert codes == [0] * len(codes), f"worker exit codes {codes}; see {self._log}"
+
+    def terminate(self) -> None:
+        """Kill whatever still runs (after a failure) and close every pipe."""
+        for worker in self.everyone:
+            if worker.process.poll() is None:
+                worker.process.kill()
+                worker.process.wait(30)
+        for thread in self._threads:
+            thread.join(10)
+        for worker in self.everyone:
+            if worker.process.stdout is not None:
+                worker.process.stdout.close()
+
+    @property
+    def everyone(self) -> list[Worker]:
+        return self.killed + self.live
+
+
+MakeGroup = Callable[[str, dict[str, str]], WorkerGroup]
+
+
+@pytest.fixture
+def worker_group(python: str, child_env: dict[str, str], tmp_path: Path) -> Iterator[MakeGroup]:
+    """``worker_group(topic, env)`` makes a :class:`WorkerGroup`; all are killed after."""
+    groups: list[WorkerGroup] = []
+
+    def make(topic: str, env: dict[str, str]) -> WorkerGroup:
+        group = WorkerGroup(python, {**child_env, **env}, topic, tmp_path / "effects.db")
+        groups.append(group)
+        return group
+
+    yield make
+    for group in groups:
+        group.terminate()
+
+
+def _produce(producer: EventProducer, topic: str) -> set[str]:
+    """EVENTS events, then DUPLICATES of them re-sent with their ids under other keys."""
+    ids = [
+        producer.send(topic, order(i), key=f"k{i}", schema=ORDER_SCHEMA).event_id
+        for i in range(EVENTS)
+    ]
+    for n, i in enumerate(random.sample(range(EVENTS), DUPLICATES)):
+        producer.send(topic, order(i), key=f"dup{n}", event_id=ids[i], schema=ORDER_SCHEMA)
+    assert producer.flush(60) == 0
+    return set(ids)
+
+
+def _all_committed(settings: StreamkitSettings, topic: str) -> bool:
+    probe = Consumer(client_config(settings, "consumer"))
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        committed = probe.committed(partitions, timeout=10)
+        ends = [probe.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions]
+    finally:
+        probe.close()
+    return [tp.offset for tp in committed] == ends
+
+
+def _count(db: Path, query: str) -> int:
+    with sqlite3.connect(db, timeout=30) as conn:
+        value: int = conn.execute(query).fetchone()[0]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("store", "members"),
+    [pytest.param("redis", 3, id="redis-3"), pytest.param("sqlite", 1, id="sqlite-1")],
+)
+def test_duplicates_and_a_kill_leave_exactly_one_effect_per_event(
+    store: str,
+    members: int,
+    streamkit_settings: StreamkitSettings,
+    producer: EventProducer,
+    topic_factory: TopicFactory,
+    worker_group: MakeGroup,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> None:
+    effects = tmp_path / "effects.db"
+    if store == "redis":
+        server = request.getfixturevalue("redis_server")
+        separator = "&" if "?" in server.url else "?"
+        url = f"{server.url}{separator}prefix=e2e:{uuid.uuid4().hex[:12]}:"
+    else:
+        url = f"sqlite:///{effects}"  # the store's file holds the effects too
+    topic = topic_factory(PARTITIONS)
+    sent = _produce(producer, topic)
+    group = worker_group(
+        topic,
+        {
+            "STREAMKIT_CONSUMER__GROUP_ID": streamkit_settings.consumer.group_id or "",
+            "STREAMKIT_CONSUMER__SESSION_TIMEOUT_MS": SESSION_TIMEOUT_MS,
+            "STREAMKIT_DEDUP__URL": url,
+            "STREAMKIT_DEDUP__CLAIM_TTL_S": CLAIM_TTL_S,
+        },
+    )
+    started = time.monotonic()
+    for _ in range(members):
+        group.start()
+
+    kill_at = random.randint(EVENTS // 5, EVENTS // 2)
+    deadline = time.monotonic() + 60
+    while not effects.exists() or _count(effects, "SELECT count(*) FROM effects") < kill_at:
+        assert time.monotonic() < deadline, "workers made no progress"
+        time.sleep(0.05)
+    group.kill_one()
+    group.start()
+
+    deadline = time.monotonic() + 150
+    while not (
+        _count(effects, "SELECT count(*) FROM effects") >= EVENTS
+        and _all_committed(streamkit_settings, topic)
+    ):
+        assert time.monotonic() < deadline, "not every event was handled and committed"
+        time.sleep(0.5)
+    elapsed = time.monotonic() - started
+    group.stop_all()
+
+    with sqlite3.connect(effects) as conn:
+        rows = [event_id for (event_id,) in conn.execute("SELECT event_id FROM effects")]
+    marks_hit = _count(effects, "SELECT count(*) FROM marks_hit")
+    figures = {
+        "store": store,
+        "members": members,
+        "events_in": EVENTS,
+        "messages_in": EVENTS + DUPLICATES,
+        "rows_out": len(rows),
+        "distinct_rows": len(set(rows)),
+        "duplicates_skipped_by_store": sum(
+            w.stats.get("duplicates_skipped", 0) for w in group.everyone
+        ),
+        "second_effects_stopped_by_db_mark": marks_hit,
+        "claim_conflicts": sum(w.stats.get("claim_conflicts", 0) for w in group.everyone),
+        "kills_survived": len(group.killed),
+        "killed_after_rows": kill_at,
+        "seconds": round(elapsed, 1),
+    }
+    print(f"idempotent consumers figures: {json.dumps(figures)}")
+    assert len(rows) == EVENTS, "a duplicate or a lost event"
+    assert set(rows) == sent
+    assert marks_hit <= MAX_MARKS_HIT, "the dedup store let duplicates through to the handler"

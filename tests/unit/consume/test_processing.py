@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from streamkit.consume.processing import (
+    DLQ_HEADERS,
+    backoff_delays,
+    dead_letter,
+    dedup_key,
+    take_batch,
+)
+from streamkit.serde.events import RawHeaders
+from streamkit.settings import ConsumerSettings
+
+
+@dataclass
+class FakeMessage:
+    """Stands in for confluent_kafka.Message."""
+
+    _headers: RawHeaders = field(default_factory=list)
+    _topic: str = "orders"
+    _partition: int = 2
+    _offset: int = 41
+    _key: bytes | None = b"k"
+    _value: bytes | None = b"v"
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def headers(self) -> RawHeaders:
+        return self._headers
+
+
+def test_backoff_doubles_and_is_capped() -> None:
+    settings = ConsumerSettings(max_retries=5, retry_backoff_ms=100, retry_backoff_max_ms=500)
+    assert list(backoff_delays(settings)) == [0.1, 0.2, 0.4, 0.5, 0.5]
+    assert list(backoff_delays(ConsumerSettings(max_retries=0))) == []
+
+
+def test_dedup_key_prefers_function_then_header_then_position() -> None:
+    with_id = FakeMessage([("event-id", b"e-1")])
+    assert dedup_key(with_id) == "e-1"
+    assert dedup_key(with_id, lambda m: f"custom-{m.offset()}") == "custom-41"
+    assert dedup_key(FakeMessage()) == "orders/2/41"
+
+
+def test_dead_letter_keeps_bytes_and_headers_and_adds_reason() -> None:
+    message = FakeMessage([("trace", b"t"), ("empty", None)])
+    letter = dead_letter(message, ValueError("bad"), attempts=4, group="g", suffix=".dlq")
+    headers = dict(letter.headers)
+    assert letter.topic == "orders.dlq"
+    assert (letter.key, letter.value) == (b"k", b"v")
+    assert headers["trace"] == b"t"
+    assert "empty" not in headers
+    assert set(DLQ_HEADERS) <= headers.keys()
+    assert headers["dlq-reason"] == b"ValueError: bad"
+    assert headers["dlq-error-type"] == b"builtins.ValueError"
+    assert headers["dlq-attempts"] == b"4"
+    assert headers["dlq-source-partition"] == b"2"
+
+
+@pytest.mark.parametrize("size", [10, 5000])
+def test_dead_letter_reason_is_bounded(size: int) -> None:
+    letter = dead_letter(
+        FakeMessage(), RuntimeError("x" * size), attempts=1, group="g", suffix=".dlq"
+    )
+    assert len(dict(letter.headers)["dlq-reason"]) <= 2000
+
+
+class _Queue:
+    """A consumer whose queue holds ``ready`` messages; records how it was asked."""
+
+    def __init__(self, ready: list[str]) -> None:
+        self.ready = ready
+        self.calls: list[tuple[str, int, float]] = []
+
+    def poll(self, timeout: float = -1) -> str | None:
+        self.calls.append(("poll", 1, timeout))
+        return self.ready.pop(0) if self.ready else None
+
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[str]:
+        self.calls.append(("consume", num_messages, timeout))
+        taken, self.ready = self.ready[:num_messages], self.ready[num_messages:]
+        return taken
+
+
+def test_take_batch_waits_only_for_the_first_message() -> None:
+    queue = _Queue(["a", "b", "c"])
+    assert take_batch(queue, 2, 0.5) == ["a", "b"]
+    # Only the first read may wait; the rest takes what is ready without waiting.
+    assert queue.calls == [("poll", 1, 0.5), ("consume", 1, 0)]
+    assert take_batch(queue, 500, 0.5) == ["c"]
+    assert take_batch(queue, 500, 0.5) == []
+    assert take_batch(_Queue(["x", "y"]), 1, 0.5) == ["x"]

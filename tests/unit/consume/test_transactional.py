@@ -1,0 +1,244 @@
+"""TransactionalProcessor pieces that need no broker: ids, settings checks, config."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from streamkit.client.config import client_config
+from streamkit.consume import transactional
+from streamkit.consume.transactional import (
+    Output,
+    TransactionalProcessor,
+    TransactionStats,
+    output_event_id,
+)
+from streamkit.errors import ConfigError, KafkaClientError
+from streamkit.serde.events import Event, EventEncoder
+from streamkit.serde.schemas import AvroSchema, load_schemas
+from streamkit.settings import load_settings
+from tests.factories import ORDER_SCHEMA, order
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_output_event_ids_are_stable_distinct_uuids() -> None:
+    first = output_event_id("e-1", 0)
+    assert first == output_event_id("e-1", 0)
+    assert len({first, output_event_id("e-1", 1), output_event_id("e-2", 0)}) == 3
+    assert uuid.UUID(first).version == 5
+
+
+def test_output_defaults() -> None:
+    assert Output("t", {"a": 1}) == ("t", {"a": 1}, None, None)
+
+
+@pytest.mark.parametrize(
+    ("consumer", "producer", "missing"),
+    [
+        ({}, {}, ["STREAMKIT_CONSUMER__GROUP_ID", "STREAMKIT_PRODUCER__TRANSACTIONAL_ID"]),
+        ({"group_id": "g"}, {}, ["STREAMKIT_PRODUCER__TRANSACTIONAL_ID"]),
+        ({}, {"transactional_id": "t-0"}, ["STREAMKIT_CONSUMER__GROUP_ID"]),
+    ],
+)
+def test_group_and_transactional_id_are_required(
+    consumer: dict[str, str], producer: dict[str, str], missing: list[str]
+) -> None:
+    settings = load_settings(consumer=consumer, producer=producer)
+    with pytest.raises(ConfigError) as info:
+        TransactionalProcessor(["in"], lambda event: [], settings=settings)
+    assert [problem.env_var for problem in info.value.problems] == missing
+
+
+def test_transaction_timeout_covers_delivery_timeout() -> None:
+    plain = client_config(load_settings(), "producer")
+    assert "transaction.timeout.ms" not in plain
+    for delivery_ms, expected in ((120_000, 120_000), (30_000, 60_000)):
+        settings = load_settings(
+            producer={"transactional_id": "t-0", "delivery_timeout_ms": delivery_ms}
+        )
+        conf = client_config(settings, "producer")
+        assert conf["transaction.timeout.ms"] == expected >= conf["delivery.timeout.ms"]
+
+
+class FakeMessage:
+    """A consumed record, as much of ``confluent_kafka.Message`` as the processor reads."""
+
+    def __init__(self, partition: int, offset: int, value: bytes) -> None:
+        self._partition, self._offset, self._value = partition, offset, value
+
+    def topic(self) -> str:
+        return "in"
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes | None:
+        return None
+
+    def value(self) -> bytes:
+        return self._value
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [("event-id", f"e-{self._partition}-{self._offset}".encode())]
+
+    def error(self) -> None:
+        return None
+
+
+class FakeTxnClient:
+    """The transactional producer calls, recorded; ``commit_errors`` are raised in turn."""
+
+    def __init__(self, commit_errors: list[KafkaError]) -> None:
+        self.calls: list[str] = []
+        self.produced: list[tuple[str, bytes | None]] = []
+        self.offsets: list[list[TopicPartition]] = []
+        self._commit_errors = commit_errors
+
+    def begin_transaction(self) -> None:
+        self.calls.append("begin")
+
+    def produce(self, topic: str, value: bytes | None, key: Any, headers: Any) -> None:
+        self.produced.append((topic, value))
+
+    def send_offsets_to_transaction(self, offsets: Any, metadata: Any, timeout: float) -> None:
+        self.offsets.append(offsets)
+
+    def commit_transaction(self, timeout: float) -> None:
+        self.calls.append("commit")
+        if self._commit_errors:
+            raise KafkaException(self._commit_errors.pop(0))
+
+    def abort_transaction(self, timeout: float) -> None:
+        self.calls.append("abort")
+
+
+class FakeProducer:
+    def __init__(self, client: FakeTxnClient, schema: AvroSchema) -> None:
+        self.client = client
+        self._encoder = EventEncoder(schema, 1)
+
+    def encoder(self, topic: str, schema: str | None = None) -> EventEncoder:
+        return self._encoder
+
+    def close(self) -> None:
+        pass
+
+
+class FakeConsumer:
+    def __init__(self) -> None:
+        self.seeks: list[TopicPartition] = []
+
+    def consumer_group_metadata(self) -> object:
+        return object()
+
+    def seek(self, partition: TopicPartition) -> None:
+        self.seeks.append(partition)
+
+    def close(self) -> None:
+        pass
+
+
+class FakeRegistry:
+    def __init__(self, schema: AvroSchema) -> None:
+        self._schema = schema
+
+    def schema_by_id(self, schema_id: int) -> AvroSchema:
+        return self._schema
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def order_schema() -> AvroSchema:
+    return load_schemas(REPO / "schemas")[ORDER_SCHEMA]
+
+
+def _processor(
+    monkeypatch: pytest.MonkeyPatch, schema: AvroSchema, client: FakeTxnClient
+) -> tuple[TransactionalProcessor, FakeConsumer]:
+    consumer = FakeConsumer()
+    monkeypatch.setattr(transactional, "Consumer", lambda conf: consumer)
+    monkeypatch.setattr(
+        transactional, "EventProducer", lambda *a, **k: FakeProducer(client, schema)
+    )
+    settings = load_settings(
+        consumer={"group_id": "g", "max_retries": 0}, producer={"transactional_id": "t-0"}
+    )
+
+    def transform(event: Event) -> list[Output]:
+        if event.payload["order_id"] == "order-2":
+            raise ValueError("cannot bill order-2")
+        return [Output("out", {**event.payload, "status": "PAID", "placed_at": 0})]
+
+    registry: Any = FakeRegistry(schema)
+    return TransactionalProcessor(["in"], transform, settings=settings, registry=registry), consumer
+
+
+def _batch(schema: AvroSchema) -> list[Any]:
+    encoder = EventEncoder(schema, 1)
+    values = [encoder.encode(Event(payload=order(i), type="OrderPlaced")) for i in range(3)]
+    # partition 0 offsets 5, 6 (order-2 fails), partition 1 offset 9 (not Avro)
+    return [
+        FakeMessage(0, 5, values[0]),
+        FakeMessage(0, 6, values[2]),
+        FakeMessage(1, 8, values[1]),
+        FakeMessage(1, 9, b"not avro"),
+    ]
+
+
+def test_one_transaction_holds_outputs_dead_letters_and_next_offsets(
+    monkeypatch: pytest.MonkeyPatch, order_schema: AvroSchema
+) -> None:
+    client = FakeTxnClient([])
+    processor, consumer = _processor(monkeypatch, order_schema, client)
+    processor._process(_batch(order_schema))
+    assert client.calls == ["begin", "commit"]
+    assert [topic for topic, _ in client.produced] == ["out", "in.dlq", "out", "in.dlq"]
+    assert {(tp.partition, tp.offset) for tp in client.offsets[0]} == {(0, 7), (1, 10)}
+    assert processor.stats == TransactionStats(consumed=4, produced=2, dead_lettered=2, committed=1)
+    assert consumer.seeks == []
+
+
+def test_an_abortable_commit_error_aborts_and_rewinds_to_the_batch_start(
+    monkeypatch: pytest.MonkeyPatch, order_schema: AvroSchema
+) -> None:
+    abortable = KafkaError(KafkaError._STATE, "fenced epoch", txn_requires_abort=True)
+    client = FakeTxnClient([abortable])
+    processor, consumer = _processor(monkeypatch, order_schema, client)
+    processor._process(_batch(order_schema))
+    assert client.calls == ["begin", "commit", "abort"]
+    assert {(tp.partition, tp.offset) for tp in consumer.seeks} == {(0, 5), (1, 8)}
+    assert processor.stats.aborted == 1
+    assert processor.stats.committed == processor.stats.consumed == 0
+
+
+def test_a_fatal_commit_error_is_raised_translated(
+    monkeypatch: pytest.MonkeyPatch, order_schema: AvroSchema
+) -> None:
+    fenced = KafkaError(KafkaError._FENCED, "fenced by a newer instance", fatal=True)
+    client = FakeTxnClient([fenced])
+    processor, _ = _processor(monkeypatch, order_schema, client)
+    with pytest.raises(KafkaClientError, match="fenced") as info:
+        processor._process(_batch(order_schema))
+    assert info.value.fatal
+    assert client.calls == ["begin", "commit", "abort"]  # tried, best effort
+
+
+def test_retriable_commit_errors_commit_again(
+    monkeypatch: pytest.MonkeyPatch, order_schema: AvroSchema
+) -> None:
+    timed_out = KafkaError(KafkaError._TIMED_OUT, "slow coordinator", retriable=True)
+    client = FakeTxnClient([timed_out, timed_out])
+    processor, _ = _processor(monkeypatch, order_schema, client)
+    processor._process(_batch(order_schema))
+    assert client.calls == ["begin", "commit", "commit", "commit"]
+    assert processor.stats.committed == 1

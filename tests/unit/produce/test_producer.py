@@ -1,0 +1,157 @@
+"""EventProducer without a broker: delivery reports are served inline, never by a thread."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+import streamkit.produce.producer
+from streamkit.errors import AuthorizationError
+from streamkit.produce.delivery import DeliveryReport
+from streamkit.produce.producer import EventProducer
+from streamkit.settings import load_settings
+from tests.factories import ORDER_SCHEMA, order
+
+Callback = Callable[[Any, Any], None]
+
+
+class _Delivered:
+    """What librdkafka hands a delivery callback for an acknowledged record."""
+
+    def __init__(self, topic: str, offset: int) -> None:
+        self._topic, self._offset = topic, offset
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+
+class FakeProducer:
+    """Acknowledges every record at once; reports wait until poll/flush serves them."""
+
+    def __init__(self, _config: dict[str, Any]) -> None:
+        self.queued: list[tuple[Callback, _Delivered]] = []
+        self.polls = 0
+        self.produced = 0
+
+    def produce(self, topic: str, value: bytes, key: bytes | None, **options: Any) -> None:
+        self.queued.append((options["on_delivery"], _Delivered(topic, self.produced)))
+        self.produced += 1
+
+    def poll(self, _timeout: float = 0) -> int:
+        self.polls += 1
+        served, self.queued = self.queued, []
+        for callback, message in served:
+            callback(None, message)
+        return len(served)
+
+    def flush(self, _timeout: float = -1) -> int:
+        self.poll()
+        return 0
+
+
+class FakeRegistry:
+    def register(self, _subject: str, _schema: Any) -> int:
+        return 1
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def make_producer(monkeypatch: pytest.MonkeyPatch) -> Callable[[], EventProducer]:
+    monkeypatch.setattr(streamkit.produce.producer, "Producer", FakeProducer)
+    settings = load_settings(
+        kafka={"bootstrap_servers": "127.0.0.1:9", "startup_check_timeout_s": 0},
+        schema_registry={"url": "http://127.0.0.1:9"},
+    )
+    return lambda: EventProducer(settings, registry=FakeRegistry())  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def producer(make_producer: Callable[[], EventProducer]) -> Iterator[EventProducer]:
+    with make_producer() as event_producer:
+        yield event_producer
+
+
+def test_reports_are_served_inline_every_few_sends(
+    producer: EventProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        streamkit.produce.producer, "IDLE_SERVE_INTERVAL_S", 60.0
+    )  # never idle here
+    futures = [producer.send("orders", order(i), schema=ORDER_SCHEMA) for i in range(20)]
+    served = [future.done() for future in futures]
+    assert served == [True] * 16 + [False] * 4  # polled after the 8th and the 16th send
+    assert futures[-1].result(timeout=5) == DeliveryReport("orders", 0, 19, futures[-1].event_id)
+    assert all(future.done() for future in futures)
+
+
+def test_an_idle_producer_is_served_by_its_helper_thread(producer: EventProducer) -> None:
+    future = producer.send("orders", order(1), schema=ORDER_SCHEMA)
+    deadline = time.monotonic() + 10
+    while not future.done() and time.monotonic() < deadline:
+        time.sleep(0.05)  # no result(), poll() or flush(): only the idle server can settle it
+    assert future.done()
+
+
+def test_callbacks_run_on_poll_and_close_serves_the_rest(
+    make_producer: Callable[[], EventProducer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        streamkit.produce.producer, "IDLE_SERVE_INTERVAL_S", 60.0
+    )  # never idle here
+    producer = make_producer()
+    seen: list[str] = []
+    first = producer.send("orders", order(1), schema=ORDER_SCHEMA)
+    first.add_done_callback(lambda future: seen.append(future.event_id))
+    assert seen == []
+    assert producer.poll() == 1
+    assert seen == [first.event_id]
+    last = producer.send("orders", order(2), schema=ORDER_SCHEMA)
+    producer.close()
+    assert last.done()
+    assert last.exception() is None
+
+
+class FatallyRefusedProducer(FakeProducer):
+    """Fails every record with _FATAL, then raises the cause, as librdkafka's poll does."""
+
+    def poll(self, _timeout: float = 0) -> int:
+        served, self.queued = self.queued, []
+        for callback, message in served:
+            callback(KafkaError(KafkaError._FATAL, "Fatal error"), message)
+        refused = KafkaError(
+            KafkaError.CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed", fatal=True
+        )
+        raise KafkaException(refused)
+
+    def flush(self, _timeout: float = -1) -> int:
+        return 0
+
+
+def test_a_fatal_error_is_reported_with_its_cause(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(streamkit.produce.producer, "Producer", FatallyRefusedProducer)
+    settings = load_settings(
+        kafka={"bootstrap_servers": "127.0.0.1:9", "startup_check_timeout_s": 0},
+        schema_registry={"url": "http://127.0.0.1:9"},
+    )
+    producer = EventProducer(settings, registry=FakeRegistry())  # type: ignore[arg-type]
+    future = producer.send("orders", order(1), schema=ORDER_SCHEMA)
+
+    with pytest.raises(AuthorizationError, match="CLUSTER_AUTHORIZATION_FAILED"):
+        future.result(5)
+    with pytest.raises(AuthorizationError):  # and a settled future says the same
+        future.result(5)
+    with pytest.raises(AuthorizationError):
+        producer.send("orders", order(2), schema=ORDER_SCHEMA)
+    producer.close()

@@ -1,0 +1,187 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streamkit.errors import DeserializationError, RegistryError
+from streamkit.serde.events import (
+    HEADER_EVENT_ID,
+    Event,
+    EventDecoder,
+    EventEncoder,
+    frame,
+    header_value,
+    new_event_id,
+    unframe,
+)
+from streamkit.serde.schemas import AvroSchema, load_schemas
+from tests.factories import ORDER_SCHEMA, order
+
+REPO = Path(__file__).resolve().parents[3]
+PLAIN = AvroSchema.from_definition(
+    {"type": "record", "name": "Ping", "fields": [{"name": "n", "type": "long"}]}
+)
+
+
+class FakeRegistry:
+    """Resolves schema ids from a dict; unknown ids fail like the registry would."""
+
+    def __init__(self, schemas: dict[int, AvroSchema]) -> None:
+        self.schemas = schemas
+
+    def schema_by_id(self, schema_id: int) -> AvroSchema:
+        if schema_id not in self.schemas:
+            raise RegistryError(f"schema {schema_id} not found", http_status=404)
+        return self.schemas[schema_id]
+
+
+@pytest.fixture(scope="module")
+def envelope_schema() -> AvroSchema:
+    return load_schemas(REPO / "schemas")[ORDER_SCHEMA]
+
+
+def test_frame_round_trip() -> None:
+    schema_id, body = unframe(frame(258, b"abc"))
+    assert schema_id == 258
+    assert bytes(body) == b"abc"
+
+
+@pytest.mark.parametrize("value", [None, b"", b"\x00\x00", b"\x01\x00\x00\x00\x01body"])
+def test_unframe_refuses_non_wire_format(value: bytes | None) -> None:
+    with pytest.raises(DeserializationError):
+        unframe(value)
+
+
+def test_envelope_round_trip_keeps_id_type_time(envelope_schema: AvroSchema) -> None:
+    encoder = EventEncoder(envelope_schema, 7)
+    assert encoder.envelope
+    event = Event(payload=order(3), type="OrderPlaced", key=b"k")
+    value = encoder.encode(event)
+    headers = encoder.headers(event)
+    decoded = EventDecoder(FakeRegistry({7: envelope_schema})).decode(
+        value, topic="orders", partition=1, offset=9, key=b"k", headers=headers
+    )
+    assert (decoded.id, decoded.type, decoded.timestamp) == (event.id, event.type, event.timestamp)
+    assert decoded.payload["order_id"] == "order-3"
+    assert (decoded.topic, decoded.partition, decoded.offset, decoded.schema_id) == (
+        "orders",
+        1,
+        9,
+        7,
+    )
+    assert header_value(headers, HEADER_EVENT_ID) == event.id.encode()
+
+
+def test_plain_record_takes_metadata_from_headers() -> None:
+    encoder = EventEncoder(PLAIN, 1)
+    assert not encoder.envelope
+    event = Event(payload={"n": 5}, type="Ping", timestamp=1234)
+    decoded = EventDecoder(FakeRegistry({1: PLAIN})).decode(
+        encoder.encode(event), topic="t", headers=encoder.headers(event)
+    )
+    assert decoded.payload == {"n": 5}
+    assert (decoded.id, decoded.type, decoded.timestamp) == (event.id, "Ping", 1234)
+
+
+def test_plain_record_without_headers_gets_position_id() -> None:
+    value = EventEncoder(PLAIN, 1).encode(Event(payload={"n": 1}, type="Ping"))
+    decoded = EventDecoder(FakeRegistry({1: PLAIN})).decode(value, topic="t", partition=0, offset=4)
+    assert decoded.id == "t-0-4"
+    assert decoded.type == "Ping"
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"garbage!", "wire format"),
+        (frame(99, b"\x02"), "cannot resolve writer schema"),
+        (frame(1, b""), "does not match writer schema"),
+    ],
+)
+def test_decode_failures_carry_position(value: bytes, reason: str) -> None:
+    with pytest.raises(DeserializationError, match=reason) as caught:
+        EventDecoder(FakeRegistry({1: PLAIN})).decode(value, topic="t", partition=2, offset=3)
+    assert (caught.value.topic, caught.value.partition, caught.value.offset) == ("t", 2, 3)
+
+
+class UnreachableRegistry:
+    """A registry that cannot be reached, or answers with a server error."""
+
+    def __init__(self, error: RegistryError) -> None:
+        self.error = error
+
+    def schema_by_id(self, schema_id: int) -> AvroSchema:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RegistryError("cannot reach the schema registry", transient=True),
+        RegistryError("registry failed", http_status=503),
+        RegistryError("too many requests", http_status=429),
+    ],
+)
+def test_an_unreachable_registry_is_not_a_bad_message(error: RegistryError) -> None:
+    # A DeserializationError would send a good message to the dead-letter topic.
+    with pytest.raises(RegistryError) as caught:
+        EventDecoder(UnreachableRegistry(error)).decode(frame(1, b"\x02"), topic="t")
+    assert not isinstance(caught.value, DeserializationError)
+    assert caught.value.transient
+
+
+def test_a_definite_registry_answer_makes_the_message_undecodable() -> None:
+    refused = RegistryError("bad request", http_status=422)
+    assert not refused.transient
+    with pytest.raises(DeserializationError, match="cannot resolve writer schema"):
+        EventDecoder(UnreachableRegistry(refused)).decode(frame(1, b"\x02"), topic="t")
+
+
+def test_reader_schema_fills_new_field_defaults() -> None:
+    reader = AvroSchema.from_definition(
+        {
+            "type": "record",
+            "name": "Ping",
+            "fields": [
+                {"name": "n", "type": "long"},
+                {"name": "tag", "type": "string", "default": "none"},
+            ],
+        }
+    )
+    value = EventEncoder(PLAIN, 1).encode(Event(payload={"n": 2}, type="Ping"))
+    decoded = EventDecoder(FakeRegistry({1: PLAIN}), {"t": reader}).decode(value, topic="t")
+    assert decoded.payload == {"n": 2, "tag": "none"}
+
+
+def test_header_value_takes_last_and_accepts_dicts() -> None:
+    assert header_value([("a", b"1"), ("a", b"2")], "a") == b"2"
+    assert header_value({"a": "x"}, "a") == b"x"
+    assert header_value(None, "a") is None
+
+
+def test_event_time_is_utc(envelope_schema: Any) -> None:
+    assert Event(payload={}, type="t", timestamp=0).time.isoformat() == "1970-01-01T00:00:00+00:00"
+
+
+def test_new_event_ids_are_random_version_4_uuids() -> None:
+    ids = {new_event_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert (str(parsed), parsed.version, parsed.variant) == (text, 4, uuid.RFC_4122)
+
+
+def test_envelope_id_and_time_are_read_as_written_payload_keeps_logical_types(
+    envelope_schema: AvroSchema,
+) -> None:
+    encoder = EventEncoder(envelope_schema, 7)
+    decoder = EventDecoder(FakeRegistry({7: envelope_schema}))
+    for timestamp in (0, 1, 1_732_476_543_123, 253_402_300_799_999):
+        event = Event(payload=order(1), type="OrderPlaced", timestamp=timestamp)
+        decoded = decoder.decode(encoder.encode(event), topic="orders")
+        assert (decoded.id, decoded.timestamp) == (event.id, timestamp)
+        assert isinstance(decoded.payload["placed_at"], datetime)
