@@ -217,7 +217,8 @@ class EventProducer:
 
         Args:
             topic: destination topic.
-            payload: the event payload (a dict matching the schema's payload record).
+            payload: the event payload: a dict matching the schema's payload record, or
+                a pydantic model of it (its ``model_dump()`` is what the schema checks).
             key: partitioning key; records with one key keep their order.
             event_type: default: the schema's short name.
             event_id: default: a new UUID4; re-use an id to re-send the same event.

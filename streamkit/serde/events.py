@@ -10,6 +10,11 @@ Confluent's ``JSONSerializer`` writes it); the decoder picks Avro or JSON by the
 schema's type. Either way id, type and timestamp also travel as headers
 (``event-id``, ``event-type``, ``event-time``), so that deduplication never has to
 decode the value.
+
+A payload may be a pydantic model (typed events): the encoder writes its
+``model_dump()`` (JSON mode for JSON Schema values) and the compiled schema check stays
+the one check; the decoder turns payloads into models when given
+:class:`~streamkit.serde.payloads.PayloadModels`.
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol
 
 from fastavro import schemaless_reader, schemaless_writer
+from pydantic import BaseModel
+from typing_extensions import TypeVar
 
 from streamkit.errors import (
     DeserializationError,
@@ -35,6 +42,9 @@ from streamkit.errors import (
     StreamkitError,
 )
 from streamkit.serde.schemas import AvroSchema, JsonSchema, ValueSchema, validate_record
+
+if TYPE_CHECKING:
+    from streamkit.serde.payloads import PayloadModels
 
 __all__ = [
     "ENVELOPE_FIELDS",
@@ -67,6 +77,9 @@ os.register_at_fork(after_in_child=_IDS.seed)
 _UUID4_CLEAR = ~((0xF << 76) | (0x3 << 62))  # version and variant bits
 _UUID4_SET = (0x4 << 76) | (0x2 << 62)  # version 4, RFC 4122 variant
 
+P = TypeVar("P", default=dict[str, Any])
+"""The payload type of an :class:`Event`: a dict unless a model was asked for."""
+
 Header = tuple[str, str | bytes | None]
 Headers = list[Header]
 RawHeaders = Headers | dict[str, str | bytes | None] | None
@@ -83,14 +96,16 @@ def new_event_id() -> str:
 
 
 @dataclass(slots=True)
-class Event:
-    """One event, as produced or as consumed.
+class Event(Generic[P]):
+    """One event, as produced or as consumed; generic over its payload type.
 
-    Consumed events also carry where they came from (``topic``, ``partition``,
-    ``offset``), their ``key``, raw ``headers`` and the writer ``schema_id``.
+    ``Event[OrderPlaced]`` carries an ``OrderPlaced`` model as ``payload`` (typed
+    events); a bare ``Event`` carries the record as a dict. Consumed events also carry
+    where they came from (``topic``, ``partition``, ``offset``), their ``key``, raw
+    ``headers`` and the writer ``schema_id``.
     """
 
-    payload: Any
+    payload: P
     type: str
     id: str = field(default_factory=new_event_id)
     timestamp: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
@@ -143,7 +158,7 @@ def header_value(headers: RawHeaders, name: str) -> bytes | None:
 class EventEncoder:
     """Validates and encodes events for one value schema (parsed once, id cached)."""
 
-    __slots__ = ("_check", "_prefix", "envelope", "schema", "schema_id", "short_name")
+    __slots__ = ("_check", "_dump_mode", "_prefix", "envelope", "schema", "schema_id", "short_name")
 
     def __init__(self, schema: ValueSchema, schema_id: int) -> None:
         self.schema = schema
@@ -153,21 +168,30 @@ class EventEncoder:
         self._check = schema.check if isinstance(schema, AvroSchema) else None
         self.envelope = schema.field_names >= ENVELOPE_FIELDS
         self._prefix = frame(schema_id, b"")
+        # Avro takes Python values (datetime, Decimal, UUID) for its logical types; JSON
+        # takes what pydantic's JSON mode makes of them (ISO text, numbers as text).
+        self._dump_mode = "json" if isinstance(schema, JsonSchema) else "python"
 
     def __repr__(self) -> str:
         return f"EventEncoder(schema={self.schema.name!r}, schema_id={self.schema_id})"
 
-    def record(self, event: Event) -> Any:
+    def record(self, event: Event[Any]) -> Any:
         """The record (Avro or JSON) written for ``event``."""
         return self.record_of(event.payload, event.type, event.id, event.timestamp)
 
     def record_of(self, payload: Any, event_type: str, event_id: str, timestamp: int) -> Any:
-        """The Avro record written for an event with these fields (no Event needed)."""
+        """The record written for an event with these fields (no Event needed).
+
+        A pydantic model payload becomes its ``model_dump()``: it was validated when it
+        was built, and the schema check of :meth:`encode_record` is the one check here.
+        """
+        if type(payload) is not dict and isinstance(payload, BaseModel):  # dicts: one test
+            payload = payload.model_dump(mode=self._dump_mode)
         if not self.envelope:
             return payload
         return {"id": event_id, "timestamp": timestamp, "type": event_type, "payload": payload}
 
-    def encode(self, event: Event) -> bytes:
+    def encode(self, event: Event[Any]) -> bytes:
         """Validate ``event`` and return its framed value (Avro or JSON body).
 
         Raises:
@@ -198,7 +222,7 @@ class EventEncoder:
         return buffer.getvalue()
 
     @staticmethod
-    def headers(event: Event) -> Headers:
+    def headers(event: Event[Any]) -> Headers:
         """The envelope headers of ``event``, followed by its own."""
         return envelope_headers(event.id, event.type, event.timestamp, event.headers)
 
@@ -277,13 +301,20 @@ class EventDecoder:
         schemas: resolves writer schema ids (fetched once each, then cached).
         reader_schemas: optional Avro reader schema per topic, for schema evolution
             (JSON values are read as written and checked against their writer schema).
+        payload_models: turn payloads into pydantic models (typed events); a payload
+            that does not fit its model is a :class:`DeserializationError` naming the field.
     """
 
     def __init__(
-        self, schemas: WriterSchemaSource, reader_schemas: Mapping[str, AvroSchema] | None = None
+        self,
+        schemas: WriterSchemaSource,
+        reader_schemas: Mapping[str, AvroSchema] | None = None,
+        *,
+        payload_models: PayloadModels | None = None,
     ) -> None:
         self._schemas = schemas
         self._readers = dict(reader_schemas or {})
+        self._models = payload_models
         self._plain: dict[
             int, Any
         ] = {}  # writer schema id -> parsed form read without logical types
@@ -311,12 +342,13 @@ class EventDecoder:
         offset: int | None = None,
         key: bytes | None = None,
         headers: RawHeaders = None,
-    ) -> Event:
+    ) -> Event[Any]:
         """Decode one message value.
 
         Raises:
-            DeserializationError: not wire format, unknown schema id, or a body that
-                does not match its writer schema; topic/partition/offset are attached.
+            DeserializationError: not wire format, unknown schema id, a body that does
+                not match its writer schema, or a payload that does not fit its model;
+                topic/partition/offset are attached.
             RegistryError: the writer schema is not cached and the registry cannot be
                 reached now (``transient``); the message itself may be fine.
         """
@@ -365,7 +397,10 @@ class EventDecoder:
                 partition=partition,
                 offset=offset,
             ) from exc
-        return self._event(record, writer, schema_id, topic, partition, offset, key, headers)
+        event = self._event(record, writer, schema_id, topic, partition, offset, key, headers)
+        if self._models is not None:
+            event.payload = self._models.model_payload(event.payload, schema_id, writer, event)
+        return event
 
     @staticmethod
     def _event(
@@ -377,7 +412,7 @@ class EventDecoder:
         offset: int | None,
         key: bytes | None,
         headers: RawHeaders,
-    ) -> Event:
+    ) -> Event[Any]:
         envelope = isinstance(record, dict) and record.keys() >= ENVELOPE_FIELDS
         if envelope:
             event_id, event_type = str(record["id"]), str(record["type"])

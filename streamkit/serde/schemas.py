@@ -325,7 +325,12 @@ _OPTIONS = {"strict": False, "disable_tuple_notation": True}
 
 
 def _valid(datum: Any, schema: Any, named: Mapping[str, Any]) -> bool:
-    return bool(_validate(datum, schema, named, "", False, _OPTIONS))
+    try:
+        return bool(_validate(datum, schema, named, "", False, _OPTIONS))
+    except (ValueError, TypeError, ArithmeticError):
+        # fastavro's logical-type preparation raises for some values instead of
+        # answering no (a Decimal with more places than the schema's scale).
+        return False
 
 
 def _locate(

@@ -1,0 +1,118 @@
+"""Typed payloads: decoded records turned into pydantic models.
+
+A consumer given ``payload_type=OrderPlaced`` hands its handler ``Event[OrderPlaced]``;
+given a mapping from schema full name to model (a topic that carries several event
+types), each payload becomes the model of its writer schema. :class:`PayloadModels` is
+the per-record step the decoder calls: one ``model_validate`` of the record fastavro (or
+the JSON parser) produced. A payload that does not fit raises
+:class:`~streamkit.errors.DeserializationError` naming the field, so the consumer
+dead-letters it with the reason instead of handing the handler a half-typed value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ValidationError
+
+from streamkit.errors import DeserializationError
+from streamkit.serde.schemas import AvroSchema, ValueSchema
+
+if TYPE_CHECKING:
+    from streamkit.serde.events import Event
+
+__all__ = ["PayloadModels", "PayloadType", "field_path"]
+
+PayloadType = type[BaseModel] | Mapping[str, type[BaseModel]]
+"""One model for every payload, or a model per writer schema full name."""
+
+
+def field_path(location: tuple[int | str, ...]) -> str:
+    """pydantic's error location as the dotted path the schema errors use
+    (``items[2].sku``)."""
+    path = ""
+    for part in location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path = f"{path}.{part}" if path else str(part)
+    return path or "<root>"
+
+
+def _describe(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors(include_url=False, include_input=False)[:3]:
+        problems.append(f"field {field_path(item['loc'])!r}: {item['msg']}")
+    more = error.error_count() - len(problems)
+    return "; ".join(problems) + (f" (and {more} more)" if more > 0 else "")
+
+
+class PayloadModels:
+    """Resolves the model of each writer schema and validates payloads into it.
+
+    Args:
+        payload_type: one model class for every event, or a mapping from the writer
+            schema's full name (``shop.events.OrderPlaced``; for an envelope schema,
+            the envelope's name) to the model of its payload.
+    """
+
+    __slots__ = ("_by_id", "_by_name", "_single")
+
+    def __init__(self, payload_type: PayloadType) -> None:
+        if isinstance(payload_type, type):
+            if not issubclass(payload_type, BaseModel):
+                raise TypeError(f"payload_type must be a pydantic model, not {payload_type!r}")
+            self._single: type[BaseModel] | None = payload_type
+            self._by_name: dict[str, type[BaseModel]] = {}
+        else:
+            self._single = None
+            self._by_name = dict(payload_type)
+            wrong = [n for n, m in self._by_name.items() if not issubclass(m, BaseModel)]
+            if wrong:
+                raise TypeError(f"payload_type maps {wrong} to classes that are not models")
+        self._by_id: dict[int, type[BaseModel] | None] = {}
+
+    def __repr__(self) -> str:
+        if self._single is not None:
+            return f"PayloadModels({self._single.__qualname__})"
+        names = {name: model.__qualname__ for name, model in self._by_name.items()}
+        return f"PayloadModels({names!r})"
+
+    def model_for(self, schema_id: int, writer: ValueSchema) -> type[BaseModel] | None:
+        """The model of payloads written with ``writer`` (None: no model maps to it)."""
+        try:
+            return self._by_id[schema_id]
+        except KeyError:
+            model = self._single or self._by_name.get(writer.name)
+            self._by_id[schema_id] = model
+            return model
+
+    def model_payload(
+        self, payload: Any, schema_id: int, writer: ValueSchema, event: Event[Any]
+    ) -> BaseModel:
+        """``payload`` validated into the model of its writer schema.
+
+        Raises:
+            DeserializationError: no model for the writer schema, or the payload does
+                not fit the model (the field named); where the event sits is attached.
+        """
+        model = self.model_for(schema_id, writer)
+        if model is None:
+            known = ", ".join(sorted(self._by_name)) or "none"
+            reason = (
+                f"no payload model for schema {writer.name!r} (known: {known}); "
+                "hint: add it to payload_type"
+            )
+        else:
+            try:
+                return model.model_validate(payload)
+            except ValidationError as exc:
+                kind = "Avro" if isinstance(writer, AvroSchema) else "JSON"
+                reason = (
+                    f"{kind} payload of schema {writer.name!r} does not fit model "
+                    f"{model.__qualname__}: {_describe(exc)}"
+                )
+        raise DeserializationError(
+            reason, topic=event.topic, partition=event.partition, offset=event.offset
+        )
