@@ -151,12 +151,12 @@ def tracing_for(tracer_provider: TracerProvider | None = None, client_id: str = 
     return OtelTracing(tracer_provider, client_id)
 
 
-def configure_from_env() -> SdkTracerProvider | None:
+def configure_from_env(service_name: str | None = None) -> SdkTracerProvider | None:
     """Set a global SDK tracer provider exporting over OTLP/HTTP when the standard
     ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``) variable is set, none is
     set yet, and the ``otel`` extra is installed; return it (``shutdown()`` flushes),
     else None. Service name and resource come from ``OTEL_SERVICE_NAME`` and
-    ``OTEL_RESOURCE_ATTRIBUTES``.
+    ``OTEL_RESOURCE_ATTRIBUTES``; ``service_name`` is the fallback.
     """
     endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
         "OTEL_EXPORTER_OTLP_ENDPOINT"
@@ -170,7 +170,10 @@ def configure_from_env() -> SdkTracerProvider | None:
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
     except ImportError:
         return None
-    provider = SdkProvider(resource=Resource.create())
+    fallback = {}
+    if service_name and "OTEL_SERVICE_NAME" not in os.environ:
+        fallback["service.name"] = service_name
+    provider = SdkProvider(resource=Resource.create(fallback))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     return provider
