@@ -490,7 +490,7 @@ def iter_model_checks(
 ) -> Iterator[tuple[type[BaseModel], ValueSchema | None, list[SchemaMismatch]]]:
     """For each model: the schema of its name (Avro first, then JSON Schema; None when
     there is none) and the mismatches between them."""
-    available = {name: schemas[name] for name in schemas}  # SchemaSet raises on a miss
+    available = dict(schemas.items())
     for model in models:
         schema: ValueSchema | None = None
         if issubclass(model, AvroBaseModel):

@@ -168,6 +168,10 @@ class SchemaSet(Mapping[str, ValueSchema]):
     def __iter__(self) -> Iterator[str]:
         return iter(self._schemas)
 
+    def __contains__(self, name: object) -> bool:
+        # Mapping's default asks __getitem__, whose miss is a SchemaLoadError, not a KeyError.
+        return name in self._schemas
+
     def __len__(self) -> int:
         return len(self._schemas)
 

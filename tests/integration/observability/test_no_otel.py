@@ -63,6 +63,6 @@ def test_without_opentelemetry_events_flow_without_trace_headers(
     assert f"sent {COUNT}" in result.stdout
     messages = raw_messages(streamkit_settings, topic, COUNT)
     assert len(messages) == COUNT
-    names = {name for message in messages for name, _ in message.headers() or []}
+    names = {header[0] for message in messages for header in message.headers() or []}
     assert names == {"event-id", "event-type", "event-time"}
     print(f"FIGURES typed no_otel events={len(messages)} trace_headers=0")

@@ -7,11 +7,8 @@ the handler, whose own send continues the trace to the next topic and service.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 
-import pytest
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
@@ -25,34 +22,21 @@ from tests.factories import ORDER_SCHEMA, PAYMENT_SCHEMA, order, payment
 from tests.integration.conftest import raw_messages
 
 
-@pytest.fixture
-def exporter() -> InMemorySpanExporter:
-    return InMemorySpanExporter()
-
-
-@pytest.fixture
-def provider(exporter: InMemorySpanExporter) -> Iterator[TracerProvider]:
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield tracer_provider
-    tracer_provider.shutdown()
-
-
 def test_one_trace_from_producer_through_two_consumers(
     streamkit_settings: StreamkitSettings,
     schemas: SchemaSet,
     registry: SchemaRegistry,
     topic_factory: TopicFactory,
-    provider: TracerProvider,
-    exporter: InMemorySpanExporter,
+    tracer_provider: TracerProvider,
+    span_exporter: InMemorySpanExporter,
 ) -> None:
     orders, payments = (
         topic_factory(1, prefix="traced-orders"),
         topic_factory(1, prefix="traced-pay"),
     )
-    service_a = OtelTracing(provider, client_id="service-a")
+    service_a = OtelTracing(tracer_provider, client_id="service-a")
     with EventProducer(
-        streamkit_settings, schemas=schemas, registry=registry, tracer_provider=provider
+        streamkit_settings, schemas=schemas, registry=registry, tracer_provider=tracer_provider
     ) as producer:
         first = producer.send(orders, order(1), key="customer-1", schema=ORDER_SCHEMA)
         producer.flush(30)
@@ -61,10 +45,10 @@ def test_one_trace_from_producer_through_two_consumers(
             producer.send(payments, payment(1), key="customer-1", schema=PAYMENT_SCHEMA)
         producer.flush(30)
     [forwarded] = raw_messages(streamkit_settings, payments, 1)
-    with OtelTracing(provider, client_id="service-b").process(forwarded, "service-b"):
+    with OtelTracing(tracer_provider, client_id="service-b").process(forwarded, "service-b"):
         pass
 
-    spans = {span.name: span for span in exporter.get_finished_spans()}
+    spans = {span.name: span for span in span_exporter.get_finished_spans()}
     chain = [
         spans[f"publish {orders}"],
         spans[f"process {orders}"],

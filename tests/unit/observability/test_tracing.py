@@ -5,64 +5,27 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 from opentelemetry import baggage, context
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from streamkit.observability.otel import OtelTracing
 from streamkit.observability.tracing import NO_TRACING, tracing_for
 from streamkit.serde.events import Headers, envelope_headers, header_value
+from tests.factories import FakeMessage
 
 
-@dataclass
-class Message:
-    """A consumed record (the parts the consumer spans read)."""
-
-    headers_: Headers
-    topic_: str = "orders"
-    partition_: int = 2
-    offset_: int = 41
-    key_: bytes | None = b"customer-7"
-    value_: bytes | None = b""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def topic(self) -> str:
-        return self.topic_
-
-    def partition(self) -> int:
-        return self.partition_
-
-    def offset(self) -> int:
-        return self.offset_
-
-    def key(self) -> bytes | None:
-        return self.key_
-
-    def value(self) -> bytes | None:
-        return self.value_
-
-    def headers(self) -> Headers:
-        return self.headers_
+def consumed(headers: Headers, *, offset: int = 41) -> FakeMessage:
+    """A consumed record at orders[2]@offset with key ``customer-7``."""
+    return FakeMessage(headers, _offset=offset, _key=b"customer-7")
 
 
 @pytest.fixture
-def exporter() -> InMemorySpanExporter:
-    return InMemorySpanExporter()
-
-
-@pytest.fixture
-def tracing(exporter: InMemorySpanExporter) -> Iterator[OtelTracing]:
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield OtelTracing(provider, client_id="billing")
-    provider.shutdown()
+def tracing(tracer_provider: TracerProvider) -> OtelTracing:
+    return OtelTracing(tracer_provider, client_id="billing")
 
 
 def sent(tracing: OtelTracing, topic: str = "orders", event_id: str = "e-1") -> Headers:
@@ -74,19 +37,19 @@ def sent(tracing: OtelTracing, topic: str = "orders", event_id: str = "e-1") -> 
     return headers
 
 
-def by_name(exporter: InMemorySpanExporter) -> dict[str, ReadableSpan]:
-    return {span.name: span for span in exporter.get_finished_spans()}
+def by_name(span_exporter: InMemorySpanExporter) -> dict[str, ReadableSpan]:
+    return {span.name: span for span in span_exporter.get_finished_spans()}
 
 
 def test_publish_records_a_producer_span_and_injects_w3c_headers(
-    tracing: OtelTracing, exporter: InMemorySpanExporter
+    tracing: OtelTracing, span_exporter: InMemorySpanExporter
 ) -> None:
     token = context.attach(baggage.set_baggage("tenant", "acme"))
     try:
         headers = sent(tracing)
     finally:
         context.detach(token)
-    [span] = exporter.get_finished_spans()
+    [span] = span_exporter.get_finished_spans()
     assert (span.name, span.kind) == ("publish orders", SpanKind.PRODUCER)
     assert span.attributes == {
         "messaging.system": "kafka",
@@ -110,12 +73,12 @@ def test_publish_records_a_producer_span_and_injects_w3c_headers(
 
 
 def test_process_continues_the_producers_trace(
-    tracing: OtelTracing, exporter: InMemorySpanExporter
+    tracing: OtelTracing, span_exporter: InMemorySpanExporter
 ) -> None:
-    message = Message(sent(tracing))
+    message = consumed(sent(tracing))
     with tracing.process(message, "billing-group"):
         sent(tracing, topic="invoices", event_id="e-2")  # what the handler sends
-    spans = by_name(exporter)
+    spans = by_name(span_exporter)
     publish, process, child = (
         spans["publish orders"],
         spans["process orders"],
@@ -145,28 +108,28 @@ def test_process_continues_the_producers_trace(
 
 
 def test_a_message_without_context_starts_a_new_trace(
-    tracing: OtelTracing, exporter: InMemorySpanExporter
+    tracing: OtelTracing, span_exporter: InMemorySpanExporter
 ) -> None:
-    with tracing.process(Message([]), "g"):
+    with tracing.process(consumed([]), "g"):
         pass
-    [span] = exporter.get_finished_spans()
+    [span] = span_exporter.get_finished_spans()
     assert span.parent is None
 
 
 def test_retries_dead_letters_and_failures_are_on_the_span(
-    tracing: OtelTracing, exporter: InMemorySpanExporter
+    tracing: OtelTracing, span_exporter: InMemorySpanExporter
 ) -> None:
     error = ValueError("card declined")
 
     def handle_and_fail() -> None:
-        with tracing.process(Message(sent(tracing)), "g"):
+        with tracing.process(consumed(sent(tracing)), "g"):
             tracing.record_retry(1, 0.5, error)
             tracing.record_dead_letter("orders.dlq", error)
             raise error
 
     with pytest.raises(ValueError, match="declined"):
         handle_and_fail()
-    span = by_name(exporter)["process orders"]
+    span = by_name(span_exporter)["process orders"]
     assert [event.name for event in span.events] == ["retry", "dead_letter", "exception"]
     assert span.events[0].attributes is not None
     assert span.events[0].attributes["messaging.retry.attempt"] == 1
@@ -176,24 +139,24 @@ def test_retries_dead_letters_and_failures_are_on_the_span(
 
 
 def test_a_failed_send_is_an_error_span(
-    tracing: OtelTracing, exporter: InMemorySpanExporter
+    tracing: OtelTracing, span_exporter: InMemorySpanExporter
 ) -> None:
     span = tracing.publish("orders", None, "e-9")
     span.fail(ValueError("bad record"))
     span.end()
-    [finished] = exporter.get_finished_spans()
+    [finished] = span_exporter.get_finished_spans()
     assert finished.status.status_code == StatusCode.ERROR
     assert finished.status.description == "ValueError: bad record"
 
 
 def test_a_batch_span_links_every_message(
-    tracing: OtelTracing, exporter: InMemorySpanExporter
+    tracing: OtelTracing, span_exporter: InMemorySpanExporter
 ) -> None:
-    messages = [Message(sent(tracing, event_id=f"e-{n}"), offset_=n) for n in range(3)]
-    messages.append(Message([], offset_=3))  # no context: no link
+    messages = [consumed(sent(tracing, event_id=f"e-{n}"), offset=n) for n in range(3)]
+    messages.append(consumed([], offset=3))  # no context: no link
     with tracing.process_batch(messages, "g"):
         pass
-    spans = exporter.get_finished_spans()
+    spans = span_exporter.get_finished_spans()
     batch = spans[-1]
     assert batch.name == "process orders"
     assert batch.parent is None
@@ -203,7 +166,7 @@ def test_a_batch_span_links_every_message(
 
 
 def test_log_extra_joins_logs_to_the_span(tracing: OtelTracing) -> None:
-    with tracing.process(Message(sent(tracing)), "g") as span:
+    with tracing.process(consumed(sent(tracing)), "g") as span:
         extra = tracing.log_extra("orders", 2, 41, "e-1")
     assert extra == {
         "topic": "orders",
@@ -216,10 +179,10 @@ def test_log_extra_joins_logs_to_the_span(tracing: OtelTracing) -> None:
 
 
 def test_inject_current_carries_the_consumer_context(
-    tracing: OtelTracing, exporter: InMemorySpanExporter
+    tracing: OtelTracing, span_exporter: InMemorySpanExporter
 ) -> None:
     headers: Headers = []
-    with tracing.process(Message(sent(tracing)), "g") as span:
+    with tracing.process(consumed(sent(tracing)), "g") as span:
         tracing.inject_current(headers)
     traceparent = header_value(headers, "traceparent")
     assert traceparent is not None
@@ -233,7 +196,7 @@ def test_without_a_provider_nothing_is_traced_and_no_header_added() -> None:
     span.inject(headers)
     span.end()
     assert [name for name, _ in headers] == ["event-id", "event-type", "event-time"]
-    with NO_TRACING.process(Message(headers), "g"):
+    with NO_TRACING.process(consumed(headers), "g"):
         assert NO_TRACING.log_extra("orders", 0, 1, "e-1")["trace_id"] is None
 
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
@@ -50,17 +49,10 @@ def make(monkeypatch: pytest.MonkeyPatch, **options: Any) -> EventProducer:
 
 
 @pytest.fixture
-def exporter() -> InMemorySpanExporter:
-    return InMemorySpanExporter()
-
-
-@pytest.fixture
 def traced(
-    monkeypatch: pytest.MonkeyPatch, exporter: InMemorySpanExporter
+    monkeypatch: pytest.MonkeyPatch, tracer_provider: TracerProvider
 ) -> Iterator[EventProducer]:
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    with make(monkeypatch, tracer_provider=provider) as producer:
+    with make(monkeypatch, tracer_provider=tracer_provider) as producer:
         yield producer
 
 
@@ -81,11 +73,11 @@ def test_a_model_and_its_dict_send_the_same_value(monkeypatch: pytest.MonkeyPatc
 
 
 def test_a_traced_send_carries_its_span_context(
-    traced: EventProducer, exporter: InMemorySpanExporter
+    traced: EventProducer, span_exporter: InMemorySpanExporter
 ) -> None:
     future = traced.send("invoices", invoice(1), key="c-1")
     [(_, _, headers)] = produced(traced)
-    [span] = exporter.get_finished_spans()
+    [span] = span_exporter.get_finished_spans()
     assert span.name == "publish invoices"
     assert span.attributes is not None
     assert span.attributes["messaging.message.id"] == future.event_id
@@ -95,11 +87,11 @@ def test_a_traced_send_carries_its_span_context(
 
 
 def test_a_refused_record_is_an_error_span_and_sends_nothing(
-    traced: EventProducer, exporter: InMemorySpanExporter
+    traced: EventProducer, span_exporter: InMemorySpanExporter
 ) -> None:
     bad = invoice(1).model_copy(update={"total": Decimal("1.001")})  # the schema's scale is 2
     with pytest.raises(SchemaValidationError, match="'total'"):
         traced.send("invoices", bad)
-    [span] = exporter.get_finished_spans()
+    [span] = span_exporter.get_finished_spans()
     assert span.status.status_code == StatusCode.ERROR
     assert getattr(traced.client, "records", []) == []
