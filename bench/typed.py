@@ -16,8 +16,9 @@ produce, ``EventProducer.send`` of prebuilt payloads, every record acknowledged:
   hooks are timed alone and set against the dict send: ``no-op hooks``)
 consume, ``EventConsumer.run`` over the same topic with a fresh group each time:
   dict          handler gets ``Event`` with a dict payload
-  model         the decoder validates each payload into ``Order`` (``PayloadModels``,
-                the step the consume pipeline calls for ``payload_type=Order``)
+  model         each payload validated into ``Order`` right before the handler runs
+                (``PayloadModels.typed``: the step the consume pipeline calls for
+                ``payload_type=Order``)
 
 CPU is measured twice: the thread that sends or runs the consumer (``thread``: the
 Python-side cost, where the paths differ) and the whole process (``process``: librdkafka's
@@ -124,30 +125,25 @@ def produce(env: Env, topic: str, records: Sequence[Any], warmup: int, **options
 
 def consume(env: Env, topic: str, count: int, model: type[Any] | None) -> Cost:
     from streamkit.consume.consumer import EventConsumer
-    from streamkit.serde.events import EventDecoder
     from streamkit.serde.payloads import PayloadModels
+    from streamkit.serde.registry import SchemaRegistry
 
+    config = settings(env, f"bench-typed-{uuid.uuid4().hex[:8]}")
+    registry = SchemaRegistry(config)
+    # The step the consume pipeline runs right before the handler for payload_type=Order.
+    models = PayloadModels(model, registry) if model is not None else None
     handled = 0
 
     def handle(event: Any) -> None:
         nonlocal handled
-        if model is not None and not isinstance(event.payload, model):
+        if models is not None and not isinstance(models.typed(event).payload, model):
             raise TypeError("the payload is not the model")
         handled += 1
         if handled >= count:
             consumer.stop()
 
-    consumer = EventConsumer(
-        [topic], handle, settings=settings(env, f"bench-typed-{uuid.uuid4().hex[:8]}")
-    )
-    if model is not None:
-        # What EventConsumer(payload_type=Order) will build once the consume pipeline
-        # takes payload_type: the same decoder, with the model step.
-        consumer._decoder = EventDecoder(
-            consumer._registry,
-            payload_models=PayloadModels(model),
-        )
-    with consumer:
+    consumer = EventConsumer([topic], handle, settings=config, registry=registry)
+    with consumer, registry:
 
         def timed() -> int:
             consumer.run(idle_timeout_s=60, handle_signals=False)

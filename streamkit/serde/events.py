@@ -13,8 +13,8 @@ decode the value.
 
 A payload may be a pydantic model (typed events): the encoder writes its
 ``model_dump()`` (JSON mode for JSON Schema values) and the compiled schema check stays
-the one check; the decoder turns payloads into models when given
-:class:`~streamkit.serde.payloads.PayloadModels`.
+the one check; :class:`~streamkit.serde.payloads.PayloadModels` turns decoded payloads
+back into models.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Generic, Protocol
+from typing import Any, Generic, Protocol
 
 from fastavro import schemaless_reader, schemaless_writer
 from pydantic import BaseModel
@@ -42,9 +42,6 @@ from streamkit.errors import (
     StreamkitError,
 )
 from streamkit.serde.schemas import AvroSchema, JsonSchema, ValueSchema, validate_record
-
-if TYPE_CHECKING:
-    from streamkit.serde.payloads import PayloadModels
 
 __all__ = [
     "ENVELOPE_FIELDS",
@@ -301,20 +298,13 @@ class EventDecoder:
         schemas: resolves writer schema ids (fetched once each, then cached).
         reader_schemas: optional Avro reader schema per topic, for schema evolution
             (JSON values are read as written and checked against their writer schema).
-        payload_models: turn payloads into pydantic models (typed events); a payload
-            that does not fit its model is a :class:`DeserializationError` naming the field.
     """
 
     def __init__(
-        self,
-        schemas: WriterSchemaSource,
-        reader_schemas: Mapping[str, AvroSchema] | None = None,
-        *,
-        payload_models: PayloadModels | None = None,
+        self, schemas: WriterSchemaSource, reader_schemas: Mapping[str, AvroSchema] | None = None
     ) -> None:
         self._schemas = schemas
         self._readers = dict(reader_schemas or {})
-        self._models = payload_models
         self._plain: dict[
             int, Any
         ] = {}  # writer schema id -> parsed form read without logical types
@@ -346,9 +336,8 @@ class EventDecoder:
         """Decode one message value.
 
         Raises:
-            DeserializationError: not wire format, unknown schema id, a body that does
-                not match its writer schema, or a payload that does not fit its model;
-                topic/partition/offset are attached.
+            DeserializationError: not wire format, unknown schema id, or a body that
+                does not match its writer schema; topic/partition/offset are attached.
             RegistryError: the writer schema is not cached and the registry cannot be
                 reached now (``transient``); the message itself may be fine.
         """
@@ -397,10 +386,7 @@ class EventDecoder:
                 partition=partition,
                 offset=offset,
             ) from exc
-        event = self._event(record, writer, schema_id, topic, partition, offset, key, headers)
-        if self._models is not None:
-            event.payload = self._models.model_payload(event.payload, schema_id, writer, event)
-        return event
+        return self._event(record, writer, schema_id, topic, partition, offset, key, headers)
 
     @staticmethod
     def _event(

@@ -41,11 +41,17 @@ def test_models_round_trip_through_broker_and_registry(
         producer.flush(30)
     assert all(future.exception(10) is None for future in futures)
 
-    decoder = EventDecoder(registry, payload_models=PayloadModels(Invoice))
+    decoder, models = EventDecoder(registry), PayloadModels(Invoice, registry)
     messages = raw_messages(streamkit_settings, topic, COUNT)
     received = [
-        decoder.decode(
-            m.value(), topic=topic, partition=m.partition(), offset=m.offset(), headers=m.headers()
+        models.typed(
+            decoder.decode(
+                m.value(),
+                topic=topic,
+                partition=m.partition(),
+                offset=m.offset(),
+                headers=m.headers(),
+            )
         )
         for m in messages
     ]
