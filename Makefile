@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 COMPOSE ?= $(shell command -v docker-compose >/dev/null 2>&1 && echo docker-compose || echo docker compose)
 
-.PHONY: help install services images test test-unit lint format demo up down clean
+.PHONY: help install services images test test-unit test-no-otel lint format demo up down clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,6 +35,20 @@ test: install services images  ## run the whole suite against real Kafka, regist
 test-unit: install  ## only the unit tests (no containers)
 	$(PY) -m pytest tests/unit
 
+# Without the otel extra: streamkit must work and add no trace header (CI runs this too).
+NO_OTEL_VENV ?= .venv-no-otel
+NO_OTEL_STAMP := $(NO_OTEL_VENV)/.installed
+
+$(NO_OTEL_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(NO_OTEL_VENV)
+	$(NO_OTEL_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(NO_OTEL_VENV)/bin/python -m pip install --quiet -e . pytest pytest-timeout
+	! $(NO_OTEL_VENV)/bin/python -c "import opentelemetry" 2>/dev/null
+	touch $(NO_OTEL_STAMP)
+
+test-no-otel: services images $(NO_OTEL_STAMP)  ## produce without OpenTelemetry installed: no trace header
+	$(NO_OTEL_VENV)/bin/python -m pytest tests/integration/observability/test_no_otel.py
+
 lint: install  ## ruff (lint + format check) and mypy --strict on streamkit/
 	$(PY) -m ruff check streamkit tests bench
 	$(PY) -m ruff format --check streamkit tests bench
@@ -53,8 +67,8 @@ up: install services images  ## start docker-compose.yml: Kafka, registry, Prome
 down:  ## stop and remove the docker-compose stack
 	$(COMPOSE) down --remove-orphans
 
-clean:  ## remove the virtualenv and caches
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+clean:  ## remove the virtualenvs and caches
+	rm -rf $(VENV) $(NO_OTEL_VENV) .mypy_cache .ruff_cache .pytest_cache
 
 # Benchmarks: peers live in their own venv, never in streamkit's dependencies.
 BENCH_VENV ?= .venv-bench

@@ -54,7 +54,12 @@ if GRAFANA_IMAGE=$(pick GRAFANA_IMAGE grafana/grafana:11.6.0); then
 else
     say "leaving out grafana: image grafana/grafana:11.6.0 is neither here nor pullable (set GRAFANA_IMAGE)"
 fi
-export KAFKA_IMAGE REGISTRY_IMAGE PROMETHEUS_IMAGE GRAFANA_IMAGE
+if JAEGER_IMAGE=$(pick JAEGER_IMAGE jaegertracing/jaeger:2.11.0); then
+    services+=(jaeger)
+else
+    say "leaving out jaeger: image jaegertracing/jaeger:2.11.0 is neither here nor pullable (set JAEGER_IMAGE)"
+fi
+export KAFKA_IMAGE REGISTRY_IMAGE PROMETHEUS_IMAGE GRAFANA_IMAGE JAEGER_IMAGE
 
 say "images: kafka=$KAFKA_IMAGE registry=$REGISTRY_IMAGE"
 $COMPOSE up -d "${services[@]}"
@@ -76,8 +81,11 @@ streamkit stack is up (${services[*]}):
   schema registry  $registry
   Prometheus       http://127.0.0.1:${PROMETHEUS_PORT:-9090}   (scrapes 127.0.0.1:9400-9402)
   Grafana          http://127.0.0.1:${GRAFANA_PORT:-3000}   (dashboard "streamkit")
-Run the demo against it, metrics on the port Prometheus scrapes:
+  Jaeger           http://127.0.0.1:${JAEGER_UI_PORT:-16686}  (traces; OTLP/HTTP on 127.0.0.1:${JAEGER_OTLP_HTTP_PORT:-4318})
+Run the demo against it, metrics on the port Prometheus scrapes, traces to Jaeger
+(needs the otel extra: .venv/bin/pip install -e '.[otel]'):
   STREAMKIT_KAFKA__BOOTSTRAP_SERVERS=$kafka STREAMKIT_SCHEMA_REGISTRY__URL=$registry \\
+  OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:${JAEGER_OTLP_HTTP_PORT:-4318} \\
     .venv/bin/streamkit demo --metrics-port 9400 --serve-after 30
 Stop it with: make down
 MSG

@@ -17,7 +17,9 @@ unset), or against your cluster, the demo
    percentiles (event timestamp → handler).
 
 Prometheus metrics are served while it runs: on ``--metrics-port`` or
-``STREAMKIT_METRICS__PORT`` when given, else on a free port (printed at start).
+``STREAMKIT_METRICS__PORT`` when given, else on a free port (printed at start). With
+the ``otel`` extra and ``OTEL_EXPORTER_OTLP_ENDPOINT`` set, its traces are exported
+over OTLP/HTTP (e.g. to the Jaeger of ``docker-compose.yml``).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from streamkit.dedup import DedupStore, open_store, open_store_from_settings
 from streamkit.errors import ConfigError, ConfigProblem, StreamkitError
 from streamkit.observability.http import MetricsServer
 from streamkit.observability.metrics import BYTE_STAGES, StreamkitMetrics
+from streamkit.observability.tracing import configure_from_env
 from streamkit.ops.admin import StreamkitAdmin, TopicSpec
 from streamkit.produce.delivery import DeliveryFuture
 from streamkit.produce.producer import EventProducer
@@ -426,6 +429,10 @@ def run_demo(
     group = f"streamkit-demo-{run_id}"
     metrics = StreamkitMetrics()
     with ExitStack() as stack:
+        traces = configure_from_env(service_name="streamkit-demo")
+        if traces is not None:
+            stack.callback(traces.shutdown)  # exports the spans still buffered
+            console.print("traces: exported over OTLP to OTEL_EXPORTER_OTLP_ENDPOINT")
         settings, cluster = stack.enter_context(_cluster(settings, console))
         settings = _demo_settings(settings, group)
         port = options.metrics_port if options.metrics_port is not None else settings.metrics.port

@@ -18,10 +18,14 @@ from streamkit.cli.commands import (
     topics_app,
 )
 from streamkit.cli.demo import demo_command
+from streamkit.cli.models import schemas_codegen, schemas_generate
 from streamkit.client.config import is_secret_key, masked
 from streamkit.settings import StreamkitSettings, env_var_name
 
 __all__ = ["app", "main"]
+
+# Registered on `streamkit schemas` where they are defined.
+_MODEL_COMMANDS = (schemas_codegen, schemas_generate)
 
 app = typer.Typer(help="streamkit: Kafka for Python services, done right.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the resolved settings.", no_args_is_help=True)

@@ -26,6 +26,7 @@ from streamkit.client.config import client_config
 from streamkit.client.connect import connect
 from streamkit.client.diagnose import translate_kafka_error
 from streamkit.errors import DeliveryError, KafkaClientError
+from streamkit.observability.tracing import tracing_for
 from streamkit.produce.delivery import DeliveryFuture
 from streamkit.serde.events import EventEncoder, Headers, envelope_headers, new_event_id
 from streamkit.serde.registry import SchemaRegistry
@@ -33,6 +34,8 @@ from streamkit.serde.schemas import SchemaSet, load_schemas, subject_name
 from streamkit.settings import StreamkitSettings, load_settings
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
     from streamkit.observability.metrics import ProducerMetrics, StreamkitMetrics
 
 __all__ = ["EventProducer"]
@@ -64,6 +67,9 @@ class EventProducer:
         config: extra client properties set by the caller; they win over settings.
         metrics: Prometheus collectors to report to (produced, delivered, delivery
             errors, queue depth); None costs nothing per record.
+        tracer_provider: OpenTelemetry provider for ``publish`` spans and ``traceparent``
+            headers (default: the global one, if the service set one; see
+            :mod:`streamkit.observability.tracing`). Without either, nothing is traced.
 
     Use as a context manager, or call :meth:`close`, which waits until every record
     handed over was acknowledged or failed.
@@ -78,9 +84,11 @@ class EventProducer:
         auto_register: bool = True,
         config: Mapping[str, Any] | None = None,
         metrics: StreamkitMetrics | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.settings = settings or load_settings()
         self.schemas = schemas if isinstance(schemas, SchemaSet) else load_schemas(schemas)
+        self._tracing = tracing_for(tracer_provider, self.settings.kafka.client_id)
         self._owns_registry = registry is None
         self.registry = registry or SchemaRegistry(self.settings)
         self.auto_register = auto_register
@@ -217,7 +225,8 @@ class EventProducer:
 
         Args:
             topic: destination topic.
-            payload: the event payload (a dict matching the schema's payload record).
+            payload: the event payload: a dict matching the schema's payload record, or
+                a pydantic model of it (its ``model_dump()`` is what the schema checks).
             key: partitioning key; records with one key keep their order.
             event_type: default: the schema's short name.
             event_id: default: a new UUID4; re-use an id to re-send the same event.
@@ -237,15 +246,20 @@ class EventProducer:
         event_id = event_id or new_event_id()
         if timestamp is None:
             timestamp = time.time_ns() // 1_000_000
-        value = encoder.encode_record(encoder.record_of(payload, event_type, event_id, timestamp))
-        future = DeliveryFuture(event_id, self._serve)
-        self._produce(
-            topic,
-            value,
-            _key_bytes(key),
-            envelope_headers(event_id, event_type, timestamp, headers),
-            future,
-        )
+        span = self._tracing.publish(topic, key, event_id)  # records nothing untraced
+        try:
+            value = encoder.encode_record(
+                encoder.record_of(payload, event_type, event_id, timestamp)
+            )
+            future = DeliveryFuture(event_id, self._serve)
+            all_headers = envelope_headers(event_id, event_type, timestamp, headers)
+            span.inject(all_headers)
+            self._produce(topic, value, _key_bytes(key), all_headers, future)
+        except BaseException as exc:
+            span.fail(exc)
+            raise
+        finally:
+            span.end()
         return future
 
     def _produce(

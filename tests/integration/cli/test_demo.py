@@ -73,3 +73,67 @@ def test_demo_starts_and_removes_a_throwaway_cluster() -> None:
     _check(summary, 2000)
     assert summary["cluster"] == "throwaway"
     assert after <= before, "the demo left containers behind"
+
+
+class _OtlpReceiver:
+    """An OTLP/HTTP trace endpoint on 127.0.0.1 that keeps what it receives."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        bodies = self.bodies = []  # type: list[bytes]
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def spans(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """(service name, span name, attributes) of every span received."""
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+        )
+
+        found = []
+        for body in self.bodies:
+            request = ExportTraceServiceRequest.FromString(body)
+            for resource_spans in request.resource_spans:
+                resource = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+                for scope_spans in resource_spans.scope_spans:
+                    for span in scope_spans.spans:
+                        attributes = {a.key: a.value.string_value for a in span.attributes}
+                        found.append((resource["service.name"], span.name, attributes))
+        return found
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_demo_exports_its_traces_over_otlp(child_env: dict[str, str]) -> None:
+    receiver = _OtlpReceiver()
+    try:
+        env = {**child_env, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url}
+        summary = _run_demo(env, "--events", "300", "--consumers", "1")
+    finally:
+        receiver.close()
+    spans = receiver.spans()
+    published = [s for s in spans if s[1] == f"publish {summary['topic']}"]
+    # Every send() is a span: the events and their re-sent duplicates (poison is not sent
+    # through streamkit).
+    assert len(published) == summary["produced"] + summary["duplicates_injected"]
+    assert {service for service, _, _ in published} == {"streamkit-demo"}
+    assert all(a["messaging.system"] == "kafka" for _, _, a in published)
+    print(f"FIGURES typed demo_otlp spans={len(published)} produced={summary['produced']}")
