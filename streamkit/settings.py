@@ -432,7 +432,10 @@ class DedupSettings(_Section):
 
     url: str | None = Field(
         default=None,
-        description="memory://?max_entries=N&ttl=S, sqlite:///path.db or redis://host:port/db.",
+        description=(
+            "memory://?max_entries=N&ttl=S, sqlite:///path.db, redis://host:port/db or "
+            "postgresql://user:password@host:port/db?table=streamkit_dedup."
+        ),
     )
     claim_ttl_s: float = Field(default=60.0, gt=0)
     ttl_s: float = Field(default=7 * 24 * 3600.0, gt=0)
@@ -442,11 +445,12 @@ class DedupSettings(_Section):
         problems = _Problems("dedup")
         if self.url is not None:
             scheme = urlsplit(self.url).scheme
-            if scheme not in ("memory", "sqlite", "redis", "rediss"):
+            if scheme not in ("memory", "sqlite", "redis", "rediss", "postgresql", "postgres"):
                 problems.add(
                     "url",
                     f"has unknown scheme {scheme!r}",
-                    "use memory://, sqlite:///path.db or redis://host:port/db",
+                    "use memory://, sqlite:///path.db, redis://host:port/db or "
+                    "postgresql://user:password@host:port/db",
                 )
         problems.raise_if_any()
         return self

@@ -129,10 +129,13 @@ class PostgresServer(ChildServer):
             raise TestKitError(f"{name!r} not found beside {self._executable()}")
         return found
 
-    def _as_server_user(self) -> dict[str, int]:
-        if self._user is None:
-            return {}
-        return {"user": self._user.pw_uid, "group": self._user.pw_gid}
+    @property
+    def _uid(self) -> int | None:
+        return None if self._user is None else self._user.pw_uid
+
+    @property
+    def _gid(self) -> int | None:
+        return None if self._user is None else self._user.pw_gid
 
     def _prepare(self, workdir: Path) -> None:
         if self._user is not None:
@@ -159,7 +162,8 @@ class PostgresServer(ChildServer):
             timeout=_INITDB_TIMEOUT_S,
             check=False,
             cwd=workdir,
-            **self._as_server_user(),  # type: ignore[arg-type]
+            user=self._uid,
+            group=self._gid,
         )
         pwfile.unlink()
         if result.returncode != 0:
@@ -191,7 +195,8 @@ class PostgresServer(ChildServer):
             stdout=log_file,
             stderr=subprocess.STDOUT,
             cwd=self.workdir,
-            **self._as_server_user(),  # type: ignore[arg-type]
+            user=self._uid,
+            group=self._gid,
         )
 
     def _ready(self, port: int) -> bool:
@@ -261,4 +266,3 @@ def postgres_server() -> Iterator[PostgresEndpoint]:
         yield PostgresEndpoint(server.url, server.port, server)
     finally:
         server.stop()
-
