@@ -27,6 +27,7 @@ __all__ = [
     "DedupSettings",
     "KafkaSettings",
     "MetricsSettings",
+    "OutboxSettings",
     "ProducerSettings",
     "SchemaRegistrySettings",
     "SecuritySettings",
@@ -456,6 +457,45 @@ class DedupSettings(_Section):
         return self
 
 
+class OutboxSettings(_Section):
+    """The transactional outbox and its relay (``streamkit outbox relay``)."""
+
+    url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "postgresql://user:password@host:port/db?table=streamkit_outbox: the database "
+            "the service writes outbox rows into (a secret: it carries the password)."
+        ),
+    )
+    on_sent: Literal["mark", "delete"] = Field(
+        default="mark",
+        description="What the relay does with a published row: mark it sent, or delete it.",
+    )
+    batch_size: int = Field(default=500, gt=0, description="Most rows one relay batch takes.")
+    poll_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Longest wait between two looks at the table (LISTEN/NOTIFY wakes sooner).",
+    )
+    sent_retention_s: float = Field(
+        default=24 * 3600.0, gt=0, description="How long rows marked sent are kept."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        problems = _Problems("outbox")
+        if self.url is not None:
+            scheme = urlsplit(self.url.get_secret_value()).scheme
+            if scheme not in ("postgresql", "postgres"):
+                problems.add(
+                    "url",
+                    f"has scheme {scheme!r}; the outbox lives in PostgreSQL",
+                    "postgresql://user:password@host:5432/database",
+                )
+        problems.raise_if_any()
+        return self
+
+
 class TopicSettings(_Section):
     """Defaults for topics streamkit creates or ensures; None leaves the broker's default.
 
@@ -493,6 +533,7 @@ class StreamkitSettings(BaseSettings):
     producer: ProducerSettings = Field(default_factory=ProducerSettings)
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
     dedup: DedupSettings = Field(default_factory=DedupSettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
 

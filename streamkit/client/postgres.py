@@ -7,6 +7,8 @@
   ``schema.name``) before it is spliced into a statement.
 - :func:`translate_pg_error`: a psycopg error as a streamkit error that says what
   failed, names the setting to check, and never contains the password.
+- :func:`execute_in_transaction`: one statement in the caller's own transaction, on a
+  psycopg connection or a SQLAlchemy connection or session.
 - :func:`schema_block` / :func:`ensure_schema`: create tables on first use, serialized
   across processes by an advisory lock; nothing is created when the table exists (no
   DDL right needed then).
@@ -15,7 +17,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -32,7 +34,9 @@ if TYPE_CHECKING:
 __all__ = [
     "SCHEMES",
     "PostgresURL",
+    "driver_error",
     "ensure_schema",
+    "execute_in_transaction",
     "import_psycopg",
     "schema_block",
     "table_exists",
@@ -204,3 +208,26 @@ def ensure_schema(conn: psycopg.Connection[Any], table: str, block: sql.Composed
         if not existed:
             conn.execute(block)
     return not existed
+
+
+def execute_in_transaction(
+    conn: Any, statement: sql.Composed, params: Mapping[str, Any]
+) -> tuple[Any, ...] | None:
+    """Run ``statement`` in ``conn``'s current transaction; its first row, if any.
+
+    ``conn`` is a psycopg ``Connection``, a SQLAlchemy ``Connection``, or a SQLAlchemy
+    ``Session`` (its ``connection()``: the session's transaction). Nothing is committed.
+    """
+    if hasattr(conn, "get_bind"):  # a SQLAlchemy Session
+        conn = conn.connection()
+    if hasattr(conn, "exec_driver_sql"):  # a SQLAlchemy Connection: same driver, same SQL
+        result = conn.exec_driver_sql(statement.as_string(), dict(params))
+        return result.first() if result.returns_rows else None
+    cursor = conn.execute(statement, params)
+    return cursor.fetchone() if cursor.description else None
+
+
+def driver_error(exc: BaseException) -> BaseException | None:
+    """The psycopg error behind ``exc`` (SQLAlchemy wraps it), or None if it is none."""
+    cause = getattr(exc, "orig", None) or exc
+    return cause if type(cause).__module__.startswith("psycopg") else None

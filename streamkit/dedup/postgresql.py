@@ -55,7 +55,9 @@ from typing import TYPE_CHECKING, Any
 
 from streamkit.client.postgres import (
     PostgresURL,
+    driver_error,
     ensure_schema,
+    execute_in_transaction,
     import_psycopg,
     relation_name,
     schema_block,
@@ -376,8 +378,7 @@ def _mark_params(key: str, ttl_s: float) -> dict[str, Any]:
     return {"id": key_id(key), "ttl": check_ttl("ttl_s", ttl_s)}
 
 
-def _mark_error(exc: BaseException, key: str, table: str) -> DedupStoreError:
-    cause = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's error
+def _mark_error(cause: BaseException, key: str, table: str) -> DedupStoreError:
     missing = type(cause).__name__ == "UndefinedTable"
     hint = (
         f"create the table first: `streamkit db migrate`, create_dedup_table(conn, {table!r}), "
@@ -412,17 +413,13 @@ def mark_once(
             aborted: roll it back).
     """
     statement = _checked_statements(table)["mark"]
-    params = _mark_params(key, ttl_s)
     try:
-        if hasattr(conn, "exec_driver_sql") or hasattr(conn, "get_bind"):
-            # SQLAlchemy: run the statement on the session's (or connection's) transaction.
-            connection = conn.connection() if hasattr(conn, "get_bind") else conn
-            return connection.exec_driver_sql(statement.as_string(), params).first() is not None
-        return conn.execute(statement, params).fetchone() is not None
+        return execute_in_transaction(conn, statement, _mark_params(key, ttl_s)) is not None
     except Exception as exc:
-        if type(exc).__module__.startswith(("psycopg", "sqlalchemy")):
-            raise _mark_error(exc, key, table) from exc
-        raise
+        cause = driver_error(exc)
+        if cause is None:
+            raise
+        raise _mark_error(cause, key, table) from exc
 
 
 class exactly_once:  # noqa: N801 - a context manager used like a function
