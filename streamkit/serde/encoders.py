@@ -8,6 +8,7 @@ transaction, so that a record that breaks its schema fails there, naming the fie
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from streamkit.serde.events import EventEncoder
@@ -43,6 +44,8 @@ class EventEncoders:
         self.auto_register = auto_register
         #: The encoders built so far; the producer's hot path reads it directly.
         self.cache: dict[tuple[str, str | None], EventEncoder] = {}
+        # Threads meeting a topic first register its schema once, not each in a race.
+        self._building = threading.Lock()
 
     def __repr__(self) -> str:
         return f"EventEncoders(schemas={len(self.schemas)}, registry={self.registry!r})"
@@ -58,6 +61,10 @@ class EventEncoders:
         cached = self.cache.get((topic, schema))
         if cached is not None:
             return cached
+        with self._building:
+            return self.cache.get((topic, schema)) or self._build(topic, schema)
+
+    def _build(self, topic: str, schema: str | None) -> EventEncoder:
         value_schema = self.schemas[schema] if schema else self.schemas.for_topic(topic)
         strategy = self.settings.schema_registry.subject_name_strategy
         subject = subject_name(strategy, topic, value_schema.name)
