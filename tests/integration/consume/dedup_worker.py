@@ -30,6 +30,7 @@ import sqlite3
 import sys
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from streamkit.consume.consumer import EventConsumer, Handler
@@ -61,8 +62,27 @@ def connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+def effects_handler(
+    connection: Callable[[], AbstractContextManager[Any]], param: str, group: str, worker: int
+) -> Handler:
+    """The handler: the effect row and the mark in one transaction of ``connection()``'s
+    connection (``param``: the driver's placeholder)."""
+    # Only the driver's placeholder is spliced in.
+    effect = f"INSERT INTO effects VALUES ({', '.join([param] * 4)})"  # noqa: S608
+    mark_hit = f"INSERT INTO marks_hit VALUES ({param}, {param})"  # noqa: S608
+
+    def handle(event: Event) -> None:
+        with connection() as conn, exactly_once(conn, scoped_key(group, event.id)) as tx:
+            if tx is None:
+                conn.execute(mark_hit, (event.id, worker))
+                return
+            tx.execute(effect, (event.id, worker, event.partition, event.offset))
+
+    return handle
+
+
 def postgres_handler(url: str, group: str, worker: int) -> tuple[Handler, Callable[[], None]]:
-    """The handler writing effects into PostgreSQL, and what closes its pool."""
+    """Effects in PostgreSQL, each call on its own pooled connection; and the pool's close."""
     import psycopg
     from psycopg_pool import ConnectionPool
 
@@ -71,35 +91,13 @@ def postgres_handler(url: str, group: str, worker: int) -> tuple[Handler, Callab
         for statement in SCHEMA:
             conn.execute(statement)
     pool = ConnectionPool(url, min_size=1, max_size=4, open=True)
-
-    def handle(event: Event) -> None:
-        with pool.connection() as conn, exactly_once(conn, scoped_key(group, event.id)) as tx:
-            if tx is None:
-                conn.execute("INSERT INTO marks_hit VALUES (%s, %s)", (event.id, worker))
-                return
-            tx.execute(
-                "INSERT INTO effects VALUES (%s, %s, %s, %s)",
-                (event.id, worker, event.partition, event.offset),
-            )
-
-    return handle, pool.close
+    return effects_handler(pool.connection, "%s", group, worker), pool.close
 
 
 def sqlite_handler(path: str, group: str, worker: int) -> tuple[Handler, Callable[[], None]]:
-    """The handler writing effects into an SQLite file, and what closes its connection."""
+    """Effects in an SQLite file, on one connection; and its close."""
     conn = connect(path)
-
-    def handle(event: Event) -> None:
-        with exactly_once(conn, scoped_key(group, event.id)) as tx:
-            if tx is None:
-                conn.execute("INSERT INTO marks_hit VALUES (?, ?)", (event.id, worker))
-                return
-            tx.execute(
-                "INSERT INTO effects VALUES (?, ?, ?, ?)",
-                (event.id, worker, event.partition, event.offset),
-            )
-
-    return handle, conn.close
+    return effects_handler(lambda: nullcontext(conn), "?", group, worker), conn.close
 
 
 def report(stats: ConsumerStats) -> None:
