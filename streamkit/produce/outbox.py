@@ -219,7 +219,7 @@ class Outbox:
         return f"Outbox(table={self.table!r})"
 
     def _ensure_table(self) -> None:
-        """Create the table on first use when that commits on its own (no open transaction)."""
+        """Create the table on first use (psycopg connections; once per process and table)."""
         info = getattr(self._conn, "info", None)
         if info is None or not hasattr(info, "transaction_status"):
             return  # SQLAlchemy: the table comes from `streamkit db migrate`
@@ -229,10 +229,12 @@ class Outbox:
             return
         idle = info.transaction_status == psycopg.pq.TransactionStatus.IDLE
         try:
-            ensure_schema(self._conn, self.table, self._sql["schema"])
+            created = ensure_schema(self._conn, self.table, self._sql["schema"])
         except psycopg.Error as exc:
             raise _error(exc, f"creating the outbox table {self.table}") from exc
-        if idle:  # committed: later uses can skip the check
+        # A table found, or created and committed on its own, stays: skip the check from
+        # now on. One created inside the caller's transaction may still be rolled back.
+        if idle or not created:
             _READY.add((server, self.table))
 
     def add(

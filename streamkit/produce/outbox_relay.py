@@ -26,6 +26,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Self
 
@@ -48,7 +50,7 @@ if TYPE_CHECKING:
 
     from streamkit.observability.metrics import OutboxMetrics, StreamkitMetrics
 
-__all__ = ["OutboxRelay", "RelayStats"]
+__all__ = ["OutboxRelay", "RelayStats", "settle"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,32 @@ class RelayStats:
     batches: int = 0
     publish_errors: int = 0
     database_outages: int = 0
+
+
+def settle(
+    outcomes: Sequence[tuple[tuple[Any, ...], BaseException | None]], reasons: dict[str, int]
+) -> tuple[list[int], dict[str, int]]:
+    """The ids to mark from a batch's delivery outcomes (rows in id order), and failures
+    counted by reason into ``reasons``.
+
+    A row that failed blocks its lane: the lane's later rows stay pending too, even if
+    Kafka acknowledged them, so that a retry publishes the lane in its order again.
+    """
+    acknowledged: list[int] = []
+    blocked: set[int] = set()
+    for row, error in outcomes:
+        row_id, lane, event_id = row[0], row[1], row[5]
+        if lane not in blocked and error is None:
+            acknowledged.append(row_id)
+            continue
+        if lane in blocked:
+            reason = "blocked_by_earlier_failure"
+        else:
+            reason = getattr(error, "code", None) or type(error).__name__
+            log.warning("outbox relay: event %s not published: %s", event_id, error)
+        reasons[reason] = reasons.get(reason, 0) + 1
+        blocked.add(lane)
+    return acknowledged, reasons
 
 
 class OutboxRelay:
@@ -145,15 +173,27 @@ class OutboxRelay:
         self._next_purge_at = 0.0
         self._connect()  # fail now, naming the cause, on a wrong URL or password
         self._owns_producer = producer is None
-        self._producer = producer or EventProducer(
-            self.settings,
-            schemas=SchemaSet({}),
-            metrics=metrics,
-            config={"enable.idempotence": True},
-        )
+        self._producer_metrics = metrics
+        self._producer = producer or self._new_producer()
 
     def __repr__(self) -> str:
         return f"OutboxRelay(url={self._url.masked!r}, table={self.table!r})"
+
+    def _new_producer(self) -> EventProducer:
+        return EventProducer(
+            self.settings,
+            schemas=SchemaSet({}),
+            metrics=self._producer_metrics,
+            config={"enable.idempotence": True},
+        )
+
+    def _after_kafka_error(self, exc: KafkaClientError) -> None:
+        """A fatal producer error leaves the producer unusable: make a new one (if ours)."""
+        if exc.fatal and self._owns_producer:
+            log.warning("outbox relay: producer failed for good (%s); making a new one", exc)
+            with suppress(KafkaClientError):
+                self._producer.close(timeout=5)
+            self._producer = self._new_producer()
 
     def __enter__(self) -> Self:
         return self
@@ -286,24 +326,17 @@ class OutboxRelay:
             # Rows not handed over stay pending, as if they had failed.
             reasons[exc.code or type(exc).__name__] = len(rows) - len(sent)
             log.warning("outbox relay: producer refused a row: %s", exc)
+            self._after_kafka_error(exc)
         timeout = self.settings.producer.delivery_timeout_ms / 1000 + 5
-        self._producer.flush(timeout)
-        acknowledged: list[int] = []
-        blocked: set[int] = set()  # lanes with a failed row: later rows wait for it
-        for row, future in sent:
-            lane = row[1]
-            error = future.exception(0) if future.done() else TimeoutError("not acknowledged")
-            if lane in blocked or error is not None:
-                if lane not in blocked:
-                    reason = getattr(error, "code", None) or type(error).__name__
-                    log.warning("outbox relay: event %s not published: %s", row[5], error)
-                else:
-                    reason = "blocked_by_earlier_failure"
-                reasons[reason] = reasons.get(reason, 0) + 1
-                blocked.add(lane)
-                continue
-            acknowledged.append(row[0])
-        return acknowledged, reasons
+        try:
+            self._producer.flush(timeout)
+        except KafkaClientError as exc:  # fatal: the futures report their rows failed
+            self._after_kafka_error(exc)
+        outcomes = [
+            (row, future.exception(0) if future.done() else TimeoutError("not acknowledged"))
+            for row, future in sent
+        ]
+        return settle(outcomes, reasons)
 
     def _housekeeping(self) -> None:
         """Sample the backlog for the metrics; purge old sent rows (bounded)."""
