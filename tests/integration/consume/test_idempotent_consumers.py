@@ -181,6 +181,9 @@ def _count(effects: str, query: str) -> int:
     if not Path(effects).exists():
         return 0
     with sqlite3.connect(effects, timeout=30) as conn:
+        # The file appears before the worker has created its tables.
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'effects'").fetchone():
+            return 0
         value: int = conn.execute(query).fetchone()[0]
     return value
 
