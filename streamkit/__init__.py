@@ -20,6 +20,7 @@ from streamkit.errors import (
     DeliveryError,
     DeserializationError,
     KafkaClientError,
+    OutboxError,
     RegistryError,
     SchemaCompatibilityError,
     SchemaError,
@@ -30,6 +31,8 @@ from streamkit.errors import (
     TlsError,
 )
 from streamkit.produce.delivery import DeliveryFuture
+from streamkit.produce.outbox import Outbox
+from streamkit.produce.outbox_relay import OutboxRelay
 from streamkit.produce.producer import EventProducer
 from streamkit.serde.events import Event
 from streamkit.serde.registry import SchemaRegistry
@@ -55,6 +58,9 @@ __all__ = [
     "EventConsumer",
     "EventProducer",
     "KafkaClientError",
+    "Outbox",
+    "OutboxError",
+    "OutboxRelay",
     "Output",
     "RegistryError",
     "SchemaCompatibilityError",

@@ -23,7 +23,9 @@ tokens), because exceptions end up in logs.
     │   │   └── TlsError                    TLS failed: untrusted or expired certificate,
     │   │                                   host name mismatch, TLS/plaintext mismatch
     │   └── AuthorizationError              an ACL denies the operation
-    └── DedupStoreError                     the deduplication store failed
+    ├── DedupStoreError                     the deduplication store failed
+    └── OutboxError                         the transactional outbox could not be
+                                            written, or its relay cannot reach the database
 
 librdkafka errors are translated into this hierarchy in one place,
 :func:`streamkit.client.diagnose.translate_kafka_error`; the translated error keeps the
@@ -47,6 +49,7 @@ __all__ = [
     "DeliveryError",
     "DeserializationError",
     "KafkaClientError",
+    "OutboxError",
     "RegistryError",
     "SchemaCompatibilityError",
     "SchemaError",
@@ -260,3 +263,7 @@ class AuthorizationError(KafkaClientError):
 
 class DedupStoreError(StreamkitError):
     """The deduplication store could not be read or written."""
+
+
+class OutboxError(StreamkitError):
+    """An outbox row could not be written, or the relay could not read or mark rows."""

@@ -27,6 +27,7 @@ __all__ = [
     "DedupSettings",
     "KafkaSettings",
     "MetricsSettings",
+    "OutboxSettings",
     "ProducerSettings",
     "SchemaRegistrySettings",
     "SecuritySettings",
@@ -432,7 +433,10 @@ class DedupSettings(_Section):
 
     url: str | None = Field(
         default=None,
-        description="memory://?max_entries=N&ttl=S, sqlite:///path.db or redis://host:port/db.",
+        description=(
+            "memory://?max_entries=N&ttl=S, sqlite:///path.db, redis://host:port/db or "
+            "postgresql://user:password@host:port/db?table=streamkit_dedup."
+        ),
     )
     claim_ttl_s: float = Field(default=60.0, gt=0)
     ttl_s: float = Field(default=7 * 24 * 3600.0, gt=0)
@@ -442,11 +446,51 @@ class DedupSettings(_Section):
         problems = _Problems("dedup")
         if self.url is not None:
             scheme = urlsplit(self.url).scheme
-            if scheme not in ("memory", "sqlite", "redis", "rediss"):
+            if scheme not in ("memory", "sqlite", "redis", "rediss", "postgresql", "postgres"):
                 problems.add(
                     "url",
                     f"has unknown scheme {scheme!r}",
-                    "use memory://, sqlite:///path.db or redis://host:port/db",
+                    "use memory://, sqlite:///path.db, redis://host:port/db or "
+                    "postgresql://user:password@host:port/db",
+                )
+        problems.raise_if_any()
+        return self
+
+
+class OutboxSettings(_Section):
+    """The transactional outbox and its relay (``streamkit outbox relay``)."""
+
+    url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "postgresql://user:password@host:port/db?table=streamkit_outbox: the database "
+            "the service writes outbox rows into (a secret: it carries the password)."
+        ),
+    )
+    on_sent: Literal["mark", "delete"] = Field(
+        default="mark",
+        description="What the relay does with a published row: mark it sent, or delete it.",
+    )
+    batch_size: int = Field(default=500, gt=0, description="Most rows one relay batch takes.")
+    poll_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Longest wait between two looks at the table (LISTEN/NOTIFY wakes sooner).",
+    )
+    sent_retention_s: float = Field(
+        default=24 * 3600.0, gt=0, description="How long rows marked sent are kept."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        problems = _Problems("outbox")
+        if self.url is not None:
+            scheme = urlsplit(self.url.get_secret_value()).scheme
+            if scheme not in ("postgresql", "postgres"):
+                problems.add(
+                    "url",
+                    f"has scheme {scheme!r}; the outbox lives in PostgreSQL",
+                    "postgresql://user:password@host:5432/database",
                 )
         problems.raise_if_any()
         return self
@@ -489,6 +533,7 @@ class StreamkitSettings(BaseSettings):
     producer: ProducerSettings = Field(default_factory=ProducerSettings)
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
     dedup: DedupSettings = Field(default_factory=DedupSettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
 

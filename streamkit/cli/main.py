@@ -17,6 +17,7 @@ from streamkit.cli.commands import (
     settings_or_exit,
     topics_app,
 )
+from streamkit.cli.database import db_app, outbox_app
 from streamkit.cli.demo import demo_command
 from streamkit.cli.models import schemas_codegen, schemas_generate
 from streamkit.client.config import is_secret_key, masked
@@ -32,6 +33,8 @@ config_app = typer.Typer(help="Inspect the resolved settings.", no_args_is_help=
 app.add_typer(config_app, name="config")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(topics_app, name="topics")
+app.add_typer(outbox_app, name="outbox")
+app.add_typer(db_app, name="db")
 app.command()(produce)
 app.command()(consume)
 app.command("demo")(demo_command)

@@ -28,9 +28,10 @@ from streamkit.client.diagnose import translate_kafka_error
 from streamkit.errors import DeliveryError, KafkaClientError
 from streamkit.observability.tracing import tracing_for
 from streamkit.produce.delivery import DeliveryFuture
+from streamkit.serde.encoders import EventEncoders
 from streamkit.serde.events import EventEncoder, Headers, envelope_headers, new_event_id
 from streamkit.serde.registry import SchemaRegistry
-from streamkit.serde.schemas import SchemaSet, load_schemas, subject_name
+from streamkit.serde.schemas import SchemaSet
 from streamkit.settings import StreamkitSettings, load_settings
 
 if TYPE_CHECKING:
@@ -87,11 +88,12 @@ class EventProducer:
         tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.settings = settings or load_settings()
-        self.schemas = schemas if isinstance(schemas, SchemaSet) else load_schemas(schemas)
+        self.encoders = EventEncoders(
+            self.settings, schemas=schemas, registry=registry, auto_register=auto_register
+        )
+        self.schemas = self.encoders.schemas
+        self.registry = self.encoders.registry
         self._tracing = tracing_for(tracer_provider, self.settings.kafka.client_id)
-        self._owns_registry = registry is None
-        self.registry = registry or SchemaRegistry(self.settings)
-        self.auto_register = auto_register
         self._metrics: ProducerMetrics | None = (
             metrics.producer(self.settings.kafka.client_id) if metrics is not None else None
         )
@@ -108,7 +110,7 @@ class EventProducer:
             self.settings,
             operation="produce",
         )
-        self._encoders: dict[tuple[str, str | None], EventEncoder] = {}
+        self._encoders = self.encoders.cache
         self._fatal: KafkaClientError | None = None
         self._closed = False
         self._last_served = time.monotonic()
@@ -195,19 +197,7 @@ class EventProducer:
             schema: full name of the value schema; default: the schema that declares
                 ``streamkit.topic`` = ``topic``.
         """
-        cached = self._encoders.get((topic, schema))
-        if cached is not None:
-            return cached
-        value_schema = self.schemas[schema] if schema else self.schemas.for_topic(topic)
-        strategy = self.settings.schema_registry.subject_name_strategy
-        subject = subject_name(strategy, topic, value_schema.name)
-        if self.auto_register:
-            schema_id = self.registry.register(subject, value_schema)
-        else:
-            schema_id = self.registry.lookup(subject, value_schema)
-        encoder = EventEncoder(value_schema, schema_id)
-        self._encoders[(topic, schema)] = encoder
-        return encoder
+        return self.encoders.encoder(topic, schema)
 
     def send(
         self,
@@ -260,6 +250,29 @@ class EventProducer:
             raise
         finally:
             span.end()
+        return future
+
+    def send_encoded(
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: Key,
+        event_id: str,
+        event_type: str,
+        timestamp: int,
+        headers: Headers | None = None,
+    ) -> DeliveryFuture:
+        """Send a value :meth:`encoder` encoded earlier (e.g. an outbox row); its future.
+
+        The envelope headers are written from ``event_id``, ``event_type`` and
+        ``timestamp``, as :meth:`send` writes them.
+        """
+        if self._fatal is not None:
+            raise self._fatal
+        future = DeliveryFuture(event_id, self._serve)
+        headers = envelope_headers(event_id, event_type, timestamp, headers)
+        self._produce(topic, value, _key_bytes(key), headers, future)
         return future
 
     def _produce(
@@ -349,8 +362,7 @@ class EventProducer:
         finally:
             self._closed = True
             self._idle_stop.set()
-        if self._owns_registry:
-            self.registry.close()
+        self.encoders.close()
         if remaining:
             raise DeliveryError(
                 f"{remaining} records were still unacknowledged after {wait:.0f} s at close; "

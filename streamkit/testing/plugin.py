@@ -20,6 +20,9 @@ Installed with streamkit (entry point ``pytest11``), so any suite can ask for:
     ``topic_factory(partitions=3, config=None) -> name`` creates a fresh topic.
 ``redis_server``
     session-scoped ``redis-server`` child (see :mod:`streamkit.testing.redis`).
+``postgres_server``
+    session-scoped PostgreSQL child on 127.0.0.1 (see :mod:`streamkit.testing.postgres`);
+    ``STREAMKIT_TEST_POSTGRES_URL`` selects an existing server.
 ``prometheus_server``
     session-scoped Prometheus child scraping what a test names with ``.scrape(...)``
     every second (see :mod:`streamkit.testing.prometheus`).
@@ -51,6 +54,7 @@ from streamkit.settings import StreamkitSettings, load_settings
 from streamkit.testing.cluster import KafkaCluster
 from streamkit.testing.containers import KafkaContainer, RegistryContainer
 from streamkit.testing.images import TestKitError
+from streamkit.testing.postgres import postgres_server
 from streamkit.testing.prometheus import prometheus_server
 from streamkit.testing.redis import redis_server
 from streamkit.testing.security import SecureEndpoint, SecureKafka
@@ -67,6 +71,7 @@ __all__ = [
     "kafka_sasl_scram",
     "kafka_sasl_ssl",
     "kafka_ssl",
+    "postgres_server",
     "prometheus_server",
     "redis_server",
     "schema_registry",

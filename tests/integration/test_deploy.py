@@ -41,7 +41,7 @@ def test_compose_services_bind_loopback_only() -> None:
     )
     config = result.stdout
     assert "0.0.0.0" not in config  # noqa: S104 (asserting it is absent)
-    assert config.count("network_mode: host") == 5
+    assert config.count("network_mode: host") == 6
     assert "apache/kafka:4.1.1" in config
 
 

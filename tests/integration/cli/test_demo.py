@@ -6,13 +6,17 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from streamkit.testing.images import docker_client
+from streamkit.testing.postgres import PostgresEndpoint
 from tests.integration.conftest import REPO
+from tests.integration.dedup.conftest import with_param
 
 STREAMKIT = str(Path(sys.executable).parent / "streamkit")
 
@@ -53,6 +57,19 @@ def test_demo_against_the_session_cluster(child_env: dict[str, str]) -> None:
     summary = _run_demo(child_env, "--events", "2000")
     _check(summary, 2000)
     assert summary["cluster"] == "existing"
+
+
+def test_demo_with_a_postgresql_dedup_store(
+    child_env: dict[str, str], postgres_server: PostgresEndpoint
+) -> None:
+    table = f"demo_{uuid.uuid4().hex[:12]}"
+    url = with_param(postgres_server.url, "table", table)
+    summary = _run_demo({**child_env, "STREAMKIT_DEDUP__URL": url}, "--events", "2000")
+    _check(summary, 2000)
+    with psycopg.connect(postgres_server.url) as conn:
+        row = conn.execute(f"SELECT count(*) FROM {table} WHERE owner IS NULL").fetchone()  # noqa: S608
+    assert row is not None
+    assert row[0] >= 2000  # every event's done mark (plus the poison events' ids)
 
 
 @pytest.mark.timeout(400)
