@@ -23,7 +23,8 @@ tokens), because exceptions end up in logs.
     │   │   └── TlsError                    TLS failed: untrusted or expired certificate,
     │   │                                   host name mismatch, TLS/plaintext mismatch
     │   └── AuthorizationError              an ACL denies the operation
-    └── DedupStoreError                     the deduplication store failed
+    ├── DedupStoreError                     the deduplication store failed
+    └── MissingExtraError (ImportError)     an optional dependency is not installed
 
 librdkafka errors are translated into this hierarchy in one place,
 :func:`streamkit.client.diagnose.translate_kafka_error`; the translated error keeps the
@@ -47,6 +48,7 @@ __all__ = [
     "DeliveryError",
     "DeserializationError",
     "KafkaClientError",
+    "MissingExtraError",
     "RegistryError",
     "SchemaCompatibilityError",
     "SchemaError",
@@ -259,3 +261,16 @@ class AuthorizationError(KafkaClientError):
 
 class DedupStoreError(StreamkitError):
     """The deduplication store could not be read or written."""
+
+
+class MissingExtraError(StreamkitError, ImportError):
+    """An optional dependency is missing; the message names the ``pip install`` line."""
+
+    def __init__(self, *, extra: str, module: str) -> None:
+        self.extra = extra
+        self.install = f"pip install 'streamkit[{extra}]'"
+        super().__init__(
+            f"this needs the {module!r} package of the streamkit[{extra}] extra, which is "
+            f"not installed (hint: {self.install})",
+            name=module,
+        )

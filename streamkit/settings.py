@@ -306,9 +306,11 @@ class SchemaRegistrySettings(_Section):
         problems = _Problems("schema_registry")
         if self.url is not None:
             parts = urlsplit(self.url)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
+            if parts.scheme not in ("http", "https", "mock") or not parts.netloc:
                 problems.add(
-                    "url", "must be an http:// or https:// URL", "e.g. http://127.0.0.1:8081"
+                    "url",
+                    "must be an http:// or https:// URL (or mock://<scope> in tests)",
+                    "e.g. http://127.0.0.1:8081",
                 )
             elif parts.username or parts.password:
                 problems.add(
