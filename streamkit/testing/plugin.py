@@ -178,7 +178,8 @@ def _test_kit(load: Callable[[], T]) -> T:
     try:
         return load()
     except (TestKitError, MissingExtraError) as exc:
-        pytest.fail(f"streamkit test kit: {exc}", pytrace=False)
+        reason = str(exc)
+    pytest.fail(f"streamkit test kit: {reason}", pytrace=False)  # outside: no chained traceback
 
 
 def _containers() -> Any:
