@@ -22,7 +22,8 @@ rm -rf "$DIST"
     || { tail -30 "$WORK/build.log"; exit 1; }
 WHEEL=$(ls "$DIST"/streamkit-*.whl)
 say "built $(basename "$(ls "$DIST"/streamkit-*.tar.gz)") and $(basename "$WHEEL")"
-unzip -l "$WHEEL" | grep -q "streamkit/cli/schemas/orders/order_placed.avsc" \
+"$PYTHON" -c 'import sys, zipfile; names = zipfile.ZipFile(sys.argv[1]).namelist()
+sys.exit("streamkit/cli/schemas/orders/order_placed.avsc" not in names)' "$WHEEL" \
     || { say "the wheel lacks the demo's example schemas"; exit 1; }
 
 # The core install alone: its size and package count (pip itself left out).
