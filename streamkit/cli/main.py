@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from streamkit._version import __version__
 from streamkit.cli.commands import (
     check,
     consume,
@@ -41,6 +42,24 @@ app.command("demo")(demo_command)
 app.command()(check)
 
 _stdout = Console()
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"streamkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """streamkit: Kafka for Python services, done right."""
 
 
 def _masked_dump(settings: StreamkitSettings) -> dict[str, dict[str, Any]]:

@@ -9,22 +9,29 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from types import ModuleType
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from streamkit._extras import require
 from streamkit.cli.commands import exit_on_error, schemas_app
-from streamkit.serde.modelschemas import (
-    SchemaFormat,
-    codegen,
-    event_models,
-    generate,
-    iter_model_checks,
-    write_schemas,
-)
-from streamkit.serde.schemas import SchemaSet
+
+if TYPE_CHECKING:
+    from streamkit.serde.modelschemas import SchemaFormat
+    from streamkit.serde.schemas import SchemaSet
 
 __all__ = ["check_models", "schemas_codegen", "schemas_generate"]
+
+
+def _modelschemas() -> ModuleType:
+    # The model <-> schema mapping is the `models` extra (dataclasses-avroschema): the
+    # rest of the CLI works without it.
+    with exit_on_error():
+        require("models", "dataclasses_avroschema")
+    from streamkit.serde import modelschemas
+
+    return modelschemas
 
 
 def _importable_from_here() -> None:
@@ -51,8 +58,9 @@ def schemas_generate(
         raise typer.BadParameter("must be avro or json", param_hint="--format")
     chosen: SchemaFormat = "avro" if schema_format == "avro" else "json"
     _importable_from_here()
+    mapping = _modelschemas()
     with exit_on_error():
-        written = write_schemas(generate(module, chosen), out)
+        written = mapping.write_schemas(mapping.generate(module, chosen), out)
     for path in written:
         typer.echo(f"wrote {path}")
 
@@ -65,8 +73,9 @@ def schemas_codegen(
     ] = Path("events.py"),
 ) -> None:
     """Write pydantic models for the .avsc schemas of DIRECTORY (schema-first)."""
+    mapping = _modelschemas()
     with exit_on_error():
-        source = codegen(directory)
+        source: str = mapping.codegen(directory)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(source, encoding="utf-8")
     typer.echo(f"wrote {out}")
@@ -76,12 +85,13 @@ def check_models(module: str, schemas: SchemaSet) -> int:
     """Print how each event model of ``module`` compares with its schema; return the
     number of models that disagree with theirs."""
     _importable_from_here()
+    mapping = _modelschemas()
     disagreeing = 0
     with exit_on_error():
         # Every pydantic model not nested in another: Avro ones are compared with their
         # .avsc, the others with the JSON Schema of their title.
-        models = event_models(module, "json")
-        for model, schema, mismatches in iter_model_checks(models, schemas):
+        models = mapping.event_models(module, "json")
+        for model, schema, mismatches in mapping.iter_model_checks(models, schemas):
             if schema is None:
                 typer.echo(f"{model.__qualname__}: no schema of its name in {schemas.directory}")
                 continue

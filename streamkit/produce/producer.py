@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Mapping
+from contextlib import suppress
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -121,8 +121,8 @@ class EventProducer:
         self._idle_server.start()
         self._unpolled = 0
         self._serve = self.poll  # one bound method shared by every future
-        self._transactional = self.settings.producer.transactional_id is not None
-        if self._transactional:
+        if self.settings.producer.transactional_id is not None:
+            # TransactionalProcessor drives the transactions on .client; they start here.
             self._call("init transactions", self._producer.init_transactions, 30)
 
     def __repr__(self) -> str:
@@ -369,36 +369,10 @@ class EventProducer:
                 "their delivery futures report the outcome if it arrives"
             )
 
-    # Transactions -------------------------------------------------------------------
+    # Errors -------------------------------------------------------------------------
 
     def _call(self, action: str, method: Callable[..., Any], *args: Any) -> Any:
         try:
             return method(*args)
         except KafkaException as exc:
             raise translate_kafka_error(exc.args[0], operation=action) from exc
-
-    @contextmanager
-    def transaction(self) -> Iterator[Self]:
-        """Send inside a Kafka transaction: committed on success, aborted on error.
-
-        Requires ``STREAMKIT_PRODUCER__TRANSACTIONAL_ID``.
-        """
-        if not self._transactional:
-            raise KafkaClientError("transactions need STREAMKIT_PRODUCER__TRANSACTIONAL_ID")
-        self._call("begin transaction", self._producer.begin_transaction)
-        try:
-            yield self
-        except BaseException:
-            self._call("abort transaction", self._producer.abort_transaction, 30)
-            raise
-        self._call("commit transaction", self._producer.commit_transaction, 30)
-
-    def send_offsets_to_transaction(self, offsets: list[Any], group_metadata: Any) -> None:
-        """Commit consumed offsets within the current transaction (consume-transform-produce)."""
-        self._call(
-            "send offsets to transaction",
-            self._producer.send_offsets_to_transaction,
-            offsets,
-            group_metadata,
-            30,
-        )

@@ -1,4 +1,4 @@
-"""A real PostgreSQL server for tests, and the session-scoped ``postgres_server`` fixture.
+"""A real PostgreSQL server for tests; the body of the session-scoped ``postgres_server`` fixture.
 
 :class:`PostgresServer` runs Debian's ``postgresql`` binaries (``initdb``, ``postgres``,
 ``pg_isready``; found on ``PATH`` or under ``/usr/lib/postgresql/<version>/bin``): a
@@ -35,7 +35,7 @@ from streamkit.dedup.base import mask_url
 from streamkit.testing.images import TestKitError
 from streamkit.testing.process import ChildServer
 
-__all__ = ["POSTGRES_URL_ENV", "PostgresEndpoint", "PostgresServer", "postgres_server"]
+__all__ = ["POSTGRES_URL_ENV", "PostgresEndpoint", "PostgresServer", "serve_postgres"]
 
 POSTGRES_URL_ENV = "STREAMKIT_TEST_POSTGRES_URL"
 USER = "streamkit"
@@ -253,9 +253,11 @@ def start_or_fail(server: PostgresServer) -> PostgresServer:
         pytest.fail(f"streamkit test kit: {exc}", pytrace=False)
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresEndpoint]:
-    """A running PostgreSQL: a fresh server child, or ``STREAMKIT_TEST_POSTGRES_URL``."""
+def serve_postgres() -> Iterator[PostgresEndpoint]:
+    """Yield a running PostgreSQL: a fresh server child, or ``STREAMKIT_TEST_POSTGRES_URL``.
+
+    The body of the ``postgres_server`` fixture; a failure to start fails the test.
+    """
     existing = os.environ.get(POSTGRES_URL_ENV)
     if existing:
         yield PostgresEndpoint(existing, urlsplit(existing).port or 5432)

@@ -18,8 +18,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-from streamkit.testing.containers import free_port
 from streamkit.testing.images import TestKitError
+from streamkit.testing.network import free_port
 
 __all__ = ["ChildServer"]
 

@@ -17,8 +17,12 @@ from __future__ import annotations
 from pathlib import Path
 from types import ModuleType
 
-from streamkit.serde.modelschemas import event_models, iter_model_checks
+from streamkit._extras import require
 from streamkit.serde.schemas import load_schemas
+
+require("models", "dataclasses_avroschema")  # the model <-> schema mapping's extra
+
+from streamkit.serde.modelschemas import event_models, iter_model_checks  # noqa: E402
 
 __all__ = ["assert_models_match_schemas"]
 

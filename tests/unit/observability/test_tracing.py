@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import pytest
+from confluent_kafka import Message
 from opentelemetry import baggage, context
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -15,12 +16,12 @@ from opentelemetry.trace import SpanKind, StatusCode
 from streamkit.observability.otel import OtelTracing
 from streamkit.observability.tracing import NO_TRACING, tracing_for
 from streamkit.serde.events import Headers, envelope_headers, header_value
-from tests.factories import FakeMessage
+from tests.fakes import message
 
 
-def consumed(headers: Headers, *, offset: int = 41) -> FakeMessage:
+def consumed(headers: Headers, *, offset: int = 41) -> Message:
     """A consumed record at orders[2]@offset with key ``customer-7``."""
-    return FakeMessage(headers, _offset=offset, _key=b"customer-7")
+    return message(headers=headers, offset=offset, key=b"customer-7")
 
 
 @pytest.fixture
