@@ -136,11 +136,28 @@ class SecuritySettings(_Section):
     sasl_mechanism: SaslMechanism | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
-    sasl_oauthbearer_method: Literal["default", "oidc"] = "default"
+    sasl_oauthbearer_method: Literal["default", "oidc", "aws_msk_iam"] = Field(
+        default="default",
+        description=(
+            "oidc: librdkafka fetches and renews tokens by client credentials; "
+            "aws_msk_iam: Amazon MSK IAM tokens signed from the AWS credential chain "
+            "(extra msk-iam); default: an application token callback or unsecured JWTs."
+        ),
+    )
     sasl_oauthbearer_token_endpoint_url: str | None = None
     sasl_oauthbearer_client_id: str | None = None
     sasl_oauthbearer_client_secret: SecretStr | None = None
     sasl_oauthbearer_scope: str | None = None
+    sasl_oauthbearer_extensions: str | None = Field(
+        default=None,
+        description=(
+            "SASL extensions sent with the token (method oidc), key=value,... (Confluent "
+            "Cloud: logicalCluster=lkc-...,identityPoolId=pool-...)."
+        ),
+    )
+    sasl_oauthbearer_aws_region: str | None = Field(
+        default=None, description="AWS region of the MSK cluster (method aws_msk_iam)."
+    )
     sasl_oauthbearer_config: SecretStr | None = Field(
         default=None, description="Unsecured JWT config (development only)."
     )
@@ -213,6 +230,15 @@ class SecuritySettings(_Section):
             )
             return
         if self.sasl_mechanism == "OAUTHBEARER":
+            if (
+                self.sasl_oauthbearer_method == "aws_msk_iam"
+                and not self.sasl_oauthbearer_aws_region
+            ):
+                problems.add(
+                    "sasl_oauthbearer_aws_region",
+                    "is required with sasl_oauthbearer_method=aws_msk_iam",
+                    "the region of the MSK cluster, e.g. eu-west-1",
+                )
             if self.sasl_oauthbearer_method == "oidc":
                 for name in (
                     "sasl_oauthbearer_token_endpoint_url",

@@ -14,6 +14,7 @@ from typing import Any, Self
 from urllib.parse import quote
 
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry import error as registry_error
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from streamkit.client.config import client_config
@@ -29,6 +30,22 @@ from streamkit.settings import StreamkitSettings, env_var_name
 __all__ = ["CompatibilityReport", "SchemaRegistry", "registry_errors"]
 
 _INCOMPATIBLE = 409
+# Raised by the client's OAuth token fetch in recent confluent-kafka releases; where the
+# class does not exist, the placeholder is never raised.
+_OAuthTokenError: type[Exception] = getattr(
+    registry_error, "OAuthTokenError", type("_NeverRaised", (Exception,), {})
+)
+_OAUTH = env_var_name("schema_registry", "oauth_")
+_AUTH_HINTS = {
+    401: (
+        " (hint: the registry requires authentication: set "
+        f"{_OAUTH}CLIENT_ID, {_OAUTH}CLIENT_SECRET, {_OAUTH}SCOPE and "
+        f"{_OAUTH}TOKEN_ENDPOINT_URL, or "
+        f"{env_var_name('schema_registry', 'basic_auth_user_info')} / "
+        f"{env_var_name('schema_registry', 'bearer_auth_token')})"
+    ),
+    403: " (hint: the registry knows the caller but does not let it do this: check its roles)",
+}
 _NOT_FOUND_CODES = frozenset({40401, 40402, 40403})
 
 
@@ -50,11 +67,20 @@ def registry_errors(action: str, *, subject: str | None = None) -> Iterator[None
     try:
         yield
     except SchemaRegistryError as exc:
+        hint = _AUTH_HINTS.get(exc.http_status_code, "")
         raise RegistryError(
             f"schema registry refused to {action}{where}: HTTP {exc.http_status_code}, "
-            f"error {exc.error_code}: {exc.error_message}",
+            f"error {exc.error_code}: {exc.error_message}{hint}",
             http_status=exc.http_status_code,
             error_code=exc.error_code,
+        ) from exc
+    except _OAuthTokenError as exc:
+        # The client's own token fetch failed: the registry was never asked.
+        raise RegistryError(
+            f"cannot get an OAuth token for the schema registry to {action}{where}: "
+            f"{getattr(exc, 'message', exc)} (hint: check {_OAUTH}TOKEN_ENDPOINT_URL, "
+            f"{_OAUTH}CLIENT_ID and {_OAUTH}CLIENT_SECRET)",
+            transient=getattr(exc, "status_code", None) is None,
         ) from exc
     except OSError as exc:
         raise RegistryError(f"cannot {action}{where}: {exc}", transient=True) from exc

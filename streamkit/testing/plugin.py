@@ -34,6 +34,20 @@ Installed with streamkit (entry point ``pytest11``), so any suite can ask for:
     with a client certificate, SASL_SSL + SCRAM-SHA-512); ``endpoint.env()`` gives the
     ``STREAMKIT_*`` variables, ``endpoint.settings()`` the settings.
 
+``oauth_provider``
+    session-scoped Keycloak (:class:`~streamkit.testing.keycloak.KeycloakContainer`): a realm
+    with confidential clients ``producer-service``, ``consumer-service``, ``admin-service``
+    and ``stranger-service`` (tokens for another audience), client-credentials grant,
+    access tokens valid 60 s; ``.token_endpoint_url``, ``.client(id).secret``,
+    ``.token_grants(id)`` (tokens issued so far).
+``oauth_kafka``
+    session-scoped broker validating those tokens (:class:`~streamkit.testing.oauth.OAuthKafka`):
+    ``oauth_kafka.endpoint("sasl_ssl", client="consumer-service").env()`` gives the
+    ``STREAMKIT_*`` variables (OIDC client credentials only).
+``oauth_registry``
+    session-scoped Apicurio Registry that requires a token of ``oauth_provider``
+    (:class:`RegistryEndpoint`); the default ``schema_registry`` stays unauthenticated.
+
 A missing Docker engine or image fails the test with the reason; it never skips.
 """
 
@@ -51,6 +65,8 @@ from streamkit.settings import StreamkitSettings, load_settings
 from streamkit.testing.cluster import KafkaCluster
 from streamkit.testing.containers import KafkaContainer, RegistryContainer
 from streamkit.testing.images import TestKitError
+from streamkit.testing.keycloak import KeycloakContainer
+from streamkit.testing.oauth import OAuthKafka, oidc_registry_env
 from streamkit.testing.prometheus import prometheus_server
 from streamkit.testing.redis import redis_server
 from streamkit.testing.security import SecureEndpoint, SecureKafka
@@ -67,6 +83,9 @@ __all__ = [
     "kafka_sasl_scram",
     "kafka_sasl_ssl",
     "kafka_ssl",
+    "oauth_kafka",
+    "oauth_provider",
+    "oauth_registry",
     "prometheus_server",
     "redis_server",
     "schema_registry",
@@ -250,3 +269,48 @@ def kafka_mtls(secure_kafka: SecureKafka) -> SecureEndpoint:
 def kafka_sasl_ssl(secure_kafka: SecureKafka) -> SecureEndpoint:
     """SASL_SSL with SCRAM-SHA-512 (user ``alice``)."""
     return secure_kafka.endpoint("sasl_ssl")
+
+
+# Renewal tests need short-lived tokens; librdkafka renews at 80 % of the lifetime.
+OAUTH_TOKEN_LIFESPAN_S = 60
+
+
+@pytest.fixture(scope="session")
+def oauth_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeycloakContainer]:
+    """Keycloak on 127.0.0.1 with the test realm (client-credentials clients)."""
+    realm_dir = tmp_path_factory.mktemp("streamkit-realm")
+    container: KeycloakContainer = _start(
+        lambda: KeycloakContainer(realm_dir, token_lifespan_s=OAUTH_TOKEN_LIFESPAN_S)
+    )
+    try:
+        yield container
+    finally:
+        container.stop()
+
+
+@pytest.fixture(scope="session")
+def oauth_kafka(
+    oauth_provider: KeycloakContainer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OAuthKafka]:
+    """A broker with OAUTHBEARER listeners (SASL_PLAINTEXT, SASL_SSL) validating the
+    provider's tokens; ACLs name ``User:<client id>``."""
+    from streamkit.testing.certs import make_tls_material
+
+    tls = make_tls_material(tmp_path_factory.mktemp("streamkit-oauth-tls"))
+    container: OAuthKafka = _start(lambda: OAuthKafka(oauth_provider, tls))
+    try:
+        yield container
+    finally:
+        container.stop()
+
+
+@pytest.fixture(scope="session")
+def oauth_registry(oauth_provider: KeycloakContainer) -> Iterator[RegistryEndpoint]:
+    """A schema registry that refuses requests without a token of ``oauth_provider``."""
+    container: RegistryContainer = _start(
+        lambda: RegistryContainer(env=oidc_registry_env(oauth_provider))
+    )
+    try:
+        yield RegistryEndpoint(container.url, container)
+    finally:
+        container.stop()
