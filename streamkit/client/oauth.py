@@ -127,7 +127,9 @@ def fetch_token(security: SecuritySettings, *, timeout_s: float = _TIMEOUT_S) ->
             body = response.read()
     except urllib.error.HTTPError as exc:
         reason = _endpoint_error(exc.read())
-        refused = exc.code in (400, 401, 403) and "invalid_client" in reason
+        # RFC 6749 5.2: a client that fails to authenticate gets 401 (with HTTP basic) or
+        # invalid_client; Keycloak answers 401 unauthorized_client to basic auth.
+        refused = exc.code == 401 or reason.startswith("invalid_client")
         cause = (
             f"the OAuth token endpoint {endpoint} refused the client credentials of "
             f"{client_id!r} (HTTP {exc.code}, {reason}): the client id is unknown or its "

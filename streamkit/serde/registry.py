@@ -38,11 +38,12 @@ _OAuthTokenError: type[Exception] = getattr(
 _OAUTH = env_var_name("schema_registry", "oauth_")
 _AUTH_HINTS = {
     401: (
-        " (hint: the registry requires authentication: set "
-        f"{_OAUTH}CLIENT_ID, {_OAUTH}CLIENT_SECRET, {_OAUTH}SCOPE and "
-        f"{_OAUTH}TOKEN_ENDPOINT_URL, or "
+        " (hint: the registry did not accept the request's credentials: it requires "
+        f"authentication ({_OAUTH}CLIENT_ID, {_OAUTH}CLIENT_SECRET, {_OAUTH}SCOPE and "
+        f"{_OAUTH}TOKEN_ENDPOINT_URL for OAuth, or "
         f"{env_var_name('schema_registry', 'basic_auth_user_info')} / "
-        f"{env_var_name('schema_registry', 'bearer_auth_token')})"
+        f"{env_var_name('schema_registry', 'bearer_auth_token')}); with OAuth set, the "
+        "token's audience or issuer is not what the registry expects)"
     ),
     403: " (hint: the registry knows the caller but does not let it do this: check its roles)",
 }
@@ -132,6 +133,14 @@ class SchemaRegistry:
         close = getattr(self._client, "close", None)
         if close is not None:
             close()
+        # The client's close() leaves the HTTP connections of its OAuth token fetcher
+        # (authlib's OAuth2Client) open, which surface as ResourceWarnings later.
+        provider = getattr(
+            getattr(self._client, "_rest_client", None), "bearer_field_provider", None
+        )
+        close_token_client = getattr(getattr(provider, "client", None), "close", None)
+        if callable(close_token_client):
+            close_token_client()
 
     def __enter__(self) -> Self:
         return self

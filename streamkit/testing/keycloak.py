@@ -8,7 +8,7 @@ audience mapper so that its tokens carry the audiences the services expect (the 
 constructor argument (renewal tests use 60 s).
 
 Token grants are recorded as Keycloak events (``CLIENT_LOGIN``), which
-:meth:`KeycloakContainer.token_grants` counts per client: how often a client fetched or
+:meth:`KeycloakContainer.token_grant_times` lists per client: when a client fetched or
 renewed a token. Reading events needs the test kit's own service account, which holds the
 ``view-events`` role of the realm and nothing else.
 
@@ -160,6 +160,7 @@ class KeycloakContainer(DockerContainer):
         self.token_lifespan_s = token_lifespan_s
         self.port = free_port()
         self.management_port = free_port()
+        self.startup_s = 0.0
         self._events_client = OAuthClient(_EVENTS_CLIENT, audiences=())
         realm = realm_representation(
             self.clients, token_lifespan_s=token_lifespan_s, events_client=self._events_client
@@ -226,9 +227,11 @@ class KeycloakContainer(DockerContainer):
             return False
 
     def start(self, timeout_s: float = START_TIMEOUT_S) -> Self:
-        """Start Keycloak and wait until the realm is served."""
+        """Start Keycloak and wait until the realm is served (``startup_s`` says how long)."""
+        started = time.monotonic()
         super().start()
         wait_until("Keycloak", self.is_ready, self, timeout_s)
+        self.startup_s = time.monotonic() - started
         return self
 
     def fetch_token(self, client: OAuthClient) -> dict[str, Any]:
@@ -244,28 +247,33 @@ class KeycloakContainer(DockerContainer):
         with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT_S) as response:  # noqa: S310
             return dict(json.load(response))
 
-    def token_grants(self, client_id: str) -> int:
-        """How many tokens Keycloak issued to ``client_id`` (its ``CLIENT_LOGIN`` events).
+    def token_grant_times(self, client_id: str) -> list[float]:
+        """When Keycloak issued tokens to ``client_id`` (epoch seconds, oldest first), from
+        its ``CLIENT_LOGIN`` events: the first fetch and every renewal.
 
-        Events are written asynchronously; call again for a later count.
+        Events are written asynchronously; ask again for a later view.
         """
         token = self.fetch_token(self._events_client)["access_token"]
         query = urllib.parse.urlencode({"type": "CLIENT_LOGIN", "client": client_id, "max": 10_000})
-        request = urllib.request.Request(
+        request = urllib.request.Request(  # noqa: S310 (a loopback http URL)
             f"http://{LOOPBACK}:{self.port}/admin/realms/{REALM}/events?{query}",
             headers={"Authorization": f"Bearer {token}"},
         )
         try:
             with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT_S) as response:  # noqa: S310
-                return len(json.load(response))
+                events = json.load(response)
         except urllib.error.HTTPError as exc:
             raise TestKitError(f"cannot read Keycloak events: HTTP {exc.code}") from None
+        return sorted(event["time"] / 1000.0 for event in events)
 
-    def wait_for_grants(self, client_id: str, at_least: int, timeout_s: float = 10.0) -> int:
-        """The grant count of ``client_id`` once it reaches ``at_least`` (or at the bound)."""
+    def wait_for_grants(
+        self, client_id: str, at_least: int, *, since: float = 0.0, timeout_s: float = 10.0
+    ) -> list[float]:
+        """The grant times of ``client_id`` after ``since``, once there are ``at_least``
+        (or what there is at the bound)."""
         deadline = time.monotonic() + timeout_s
-        count = self.token_grants(client_id)
-        while count < at_least and time.monotonic() < deadline:
+        while True:
+            times = [t for t in self.token_grant_times(client_id) if t >= since]
+            if len(times) >= at_least or time.monotonic() > deadline:
+                return times
             time.sleep(0.2)
-            count = self.token_grants(client_id)
-        return count

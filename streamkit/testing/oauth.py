@@ -23,10 +23,11 @@ the client re-authenticates with a new one (KIP-368), so token renewal is really
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import time
+from typing import Any, Literal, Self
 
 from streamkit.testing.certs import TlsMaterial
-from streamkit.testing.containers import KafkaContainer, KafkaListener
+from streamkit.testing.containers import START_TIMEOUT_S, KafkaContainer, KafkaListener
 from streamkit.testing.keycloak import (
     BROKER_AUDIENCE,
     CLIENT_ID_CLAIM,
@@ -95,6 +96,14 @@ class OAuthKafka(KafkaContainer):
             env[f"{prefix}_SASL_SERVER_CALLBACK_HANDLER_CLASS"] = _VALIDATOR
         super().__init__(image, listeners=listeners, env=env)
         self.with_volume_mapping(str(tls.directory), SECRETS_DIR, "ro")
+        self.startup_s = 0.0
+
+    def start(self, timeout_s: float = START_TIMEOUT_S) -> Self:
+        """Start the broker and wait until it answers (``startup_s`` says how long)."""
+        started = time.monotonic()
+        super().start(timeout_s)
+        self.startup_s = time.monotonic() - started
+        return self
 
     def endpoint(
         self, variant: OAuthVariant = "sasl_ssl", *, client: str = "producer-service"

@@ -15,10 +15,12 @@ from confluent_kafka.serialization import Deserializer, StringDeserializer
 
 from streamkit.client.config import client_config
 from streamkit.consume.consumer import EventConsumer
+from streamkit.ops.admin import StreamkitAdmin
 from streamkit.produce.producer import EventProducer
 from streamkit.serde.registry import SchemaRegistry
 from streamkit.serde.schemas import SchemaSet, load_schemas
 from streamkit.settings import StreamkitSettings
+from streamkit.testing.oauth import SUPER_CLIENT, OAuthKafka
 from streamkit.testing.plugin import TopicFactory
 from streamkit.testing.security import SecureKafka
 
@@ -157,3 +159,19 @@ def secure_topic(secure_kafka: SecureKafka) -> str:
     return TopicFactory(AdminClient({"bootstrap.servers": secure_kafka.bootstrap_servers}))(
         1, prefix="secure"
     )
+
+
+@pytest.fixture
+def oauth_topic(oauth_kafka: OAuthKafka) -> str:
+    """A fresh three-partition topic on the OAuth broker (created as its super user)."""
+    from confluent_kafka.admin import AdminClient
+
+    return TopicFactory(AdminClient({"bootstrap.servers": oauth_kafka.bootstrap_servers}))(
+        3, prefix="oauth"
+    )
+
+
+@pytest.fixture
+def oauth_admin(oauth_kafka: OAuthKafka) -> StreamkitAdmin:
+    """An admin authenticated by OAuth as the broker's super user ``admin-service``."""
+    return StreamkitAdmin(oauth_kafka.endpoint("sasl_ssl", client=SUPER_CLIENT).settings())
