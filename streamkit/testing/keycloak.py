@@ -255,7 +255,7 @@ class KeycloakContainer(DockerContainer):
         """
         token = self.fetch_token(self._events_client)["access_token"]
         query = urllib.parse.urlencode({"type": "CLIENT_LOGIN", "client": client_id, "max": 10_000})
-        request = urllib.request.Request(  # noqa: S310 (a loopback http URL)
+        request = urllib.request.Request(
             f"http://{LOOPBACK}:{self.port}/admin/realms/{REALM}/events?{query}",
             headers={"Authorization": f"Bearer {token}"},
         )
