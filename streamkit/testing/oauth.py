@@ -19,6 +19,10 @@ against the identity provider's JWKS endpoint, expected issuer and audience
 ACLs name; ``admin-service`` and ``ANONYMOUS`` (PLAINTEXT) are super users. With
 ``connections.max.reauth.ms`` set, the broker ends a session when its token expires unless
 the client re-authenticates with a new one (KIP-368), so token renewal is really needed.
+
+The broker reads the JWKS while it starts and exits if it cannot (Kafka 4.1.1: "Fatal error
+during broker startup", 503 from a Keycloak still booting), so it is started after the
+identity provider is ready, never beside it.
 """
 
 from __future__ import annotations
