@@ -59,6 +59,20 @@ def deserialized_values(
     return values
 
 
+def settings_from_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> StreamkitSettings:
+    """Settings read from the environment only, after replacing every
+    ``STREAMKIT_SECURITY__*`` variable and setting ``env``."""
+    import os
+
+    from streamkit.settings import load_settings
+
+    for name in [n for n in os.environ if n.startswith("STREAMKIT_SECURITY__")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return load_settings()
+
+
 @pytest.fixture(scope="session")
 def schemas() -> SchemaSet:
     """The example schemas of schemas/."""

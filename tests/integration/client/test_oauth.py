@@ -12,7 +12,6 @@ import base64
 import itertools
 import json
 import logging
-import os
 import re
 import threading
 import time
@@ -35,12 +34,13 @@ from streamkit.ops.admin import StreamkitAdmin
 from streamkit.produce.producer import EventProducer
 from streamkit.serde.events import Event
 from streamkit.serde.schemas import SchemaSet
-from streamkit.settings import StreamkitSettings, load_settings
+from streamkit.settings import StreamkitSettings
 from streamkit.testing.containers import free_port
 from streamkit.testing.keycloak import KeycloakContainer
 from streamkit.testing.oauth import OAuthKafka, OAuthVariant
 from streamkit.testing.plugin import RegistryEndpoint
 from tests.factories import ORDER_SCHEMA, order
+from tests.integration.conftest import settings_from_env
 
 PRODUCER = "producer-service"
 CONSUMER = "consumer-service"
@@ -50,15 +50,6 @@ DENIAL_BOUND_S = 30.0
 WRONG_SECRET = "wrong-secret-5b1d"
 # A JWT starts with base64url('{"'): any token bytes in a text would show this.
 JWT_PATTERN = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}")
-
-
-def _use_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> StreamkitSettings:
-    """Settings read from the environment only, after setting ``env``."""
-    for name in [n for n in os.environ if n.startswith("STREAMKIT_SECURITY__")]:
-        monkeypatch.delenv(name)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return load_settings()
 
 
 def _grant(admin: StreamkitAdmin, topic: str, group: str) -> None:
@@ -93,7 +84,7 @@ def test_round_trip_with_oidc_tokens_configured_only_by_environment(
 ) -> None:
     group = f"oauth-{variant}-{uuid.uuid4().hex[:8]}"
     _grant(oauth_admin, oauth_topic, group)
-    producing = _use_env(
+    producing = settings_from_env(
         monkeypatch, _env(oauth_kafka, variant, PRODUCER, schema_registry.url, group)
     )
     assert producing.security.sasl_mechanism == "OAUTHBEARER"
@@ -105,7 +96,7 @@ def test_round_trip_with_oidc_tokens_configured_only_by_environment(
         connected = time.monotonic() - started
         sent = [producer.send(oauth_topic, order(i), schema=ORDER_SCHEMA) for i in range(20)]
         ids = [future.result(timeout=60).event_id for future in sent]
-    consuming = _use_env(
+    consuming = settings_from_env(
         monkeypatch, _env(oauth_kafka, variant, CONSUMER, schema_registry.url, group)
     )
     received: list[Event] = []

@@ -22,11 +22,11 @@ from streamkit.produce.producer import EventProducer
 from streamkit.serde.events import Event
 from streamkit.serde.registry import SchemaRegistry
 from streamkit.serde.schemas import SchemaSet
-from streamkit.settings import StreamkitSettings, load_settings
 from streamkit.testing.keycloak import KeycloakContainer
 from streamkit.testing.oauth import OAuthKafka
 from streamkit.testing.plugin import RegistryEndpoint
 from tests.factories import ORDER_SCHEMA, order
+from tests.integration.conftest import settings_from_env
 
 # Keycloak's default client scope; any scope the client may request works.
 SCOPE = "profile"
@@ -46,12 +46,6 @@ def _registry_env(
     }
 
 
-def _settings(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> StreamkitSettings:
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return load_settings()
-
-
 def test_events_round_trip_with_tokens_for_broker_and_registry(
     oauth_kafka: OAuthKafka,
     oauth_provider: KeycloakContainer,
@@ -68,7 +62,7 @@ def test_events_round_trip_with_tokens_for_broker_and_registry(
             *consumer_acls("User:consumer-service", oauth_topic, group),
         ]
     )
-    producing = _settings(
+    producing = settings_from_env(
         monkeypatch,
         {
             **oauth_kafka.endpoint(client="producer-service").env(),
@@ -79,7 +73,7 @@ def test_events_round_trip_with_tokens_for_broker_and_registry(
         sent = producer.send(oauth_topic, order(7), schema=ORDER_SCHEMA).result(timeout=60)
 
     # Another service, with its own tokens, decodes by the writer schema's id.
-    consuming = _settings(
+    consuming = settings_from_env(
         monkeypatch,
         {
             **oauth_kafka.endpoint(client="consumer-service").env(),
@@ -130,7 +124,7 @@ def test_each_registry_auth_failure_is_a_clear_registry_error(
         if client
         else {"STREAMKIT_SCHEMA_REGISTRY__URL": oauth_registry.url}
     )
-    settings = _settings(monkeypatch, env)
+    settings = settings_from_env(monkeypatch, env)
     started = time.monotonic()
     with SchemaRegistry(settings) as registry, pytest.raises(RegistryError) as failure:
         registry.register(f"denied-{uuid.uuid4().hex[:8]}-value", schemas[ORDER_SCHEMA])
