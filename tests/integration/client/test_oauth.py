@@ -327,7 +327,7 @@ def test_check_command_reports_the_oauth_step(oauth_kafka: OAuthKafka) -> None:
 RENEWAL_RUN_S = 150.0
 SEND_INTERVAL_S = 0.5
 AUTH_WORDS = re.compile(r"sasl|oauth|token|authenticat", re.IGNORECASE)
-REAUTH_WORDS = re.compile(r"reauthenticat", re.IGNORECASE)
+SESSION_LIFETIME = re.compile(r"Received session lifetime (\d+) ms")
 
 
 @pytest.mark.slow
@@ -355,7 +355,7 @@ def test_tokens_renew_while_a_producer_and_a_consumer_run_150_s_without_error_or
             received[event.id] = received.get(event.id, 0) + 1
 
     # librdkafka's security debug lines show each (re-)authentication of a connection.
-    debug = {"extra": {"debug": "security"}}
+    debug = {"extra": {"debug": "security,broker"}}
     consuming = oauth_kafka.endpoint(client=CONSUMER).settings(
         kafka=debug, schema_registry=registry, consumer={"group_id": group}
     )
@@ -404,7 +404,14 @@ def test_tokens_renew_while_a_producer_and_a_consumer_run_150_s_without_error_or
     authentications = sum(
         "OAUTHBEARER authentication successful" in r.getMessage() for r in records
     )
-    reauthentications = sum(REAUTH_WORDS.search(r.getMessage()) is not None for r in records)
+    # KIP-368: the broker tells each authenticated connection how long its session may
+    # live, at most until the token expires; past that it closes a connection that has not
+    # re-authenticated with a renewed token.
+    lifetimes_ms = [
+        int(found.group(1))
+        for r in records
+        if (found := SESSION_LIFETIME.search(r.getMessage())) is not None
+    ]
     intervals = {
         client: [round(b - a, 1) for a, b in itertools.pairwise(times)]
         for client, times in grants.items()
@@ -413,8 +420,9 @@ def test_tokens_renew_while_a_producer_and_a_consumer_run_150_s_without_error_or
         f"\nFIGURES oauth renewal: token lifetime {lifespan} s, run {elapsed:.1f} s, "
         f"{len(sent)} sent, {len(set(received))} received, {len(lost)} lost, "
         f"{duplicates} duplicates, {len(problems)} errors, {len(warnings)} other warnings; "
-        f"{authentications} SASL authentications ({reauthentications} re-authentications of "
-        "open connections); token grants "
+        f"{authentications} SASL authentications, session lifetimes set by the broker "
+        f"{min(lifetimes_ms, default=0) / 1000:.1f}-{max(lifetimes_ms, default=0) / 1000:.1f} s; "
+        "token grants "
         + ", ".join(
             f"{client} {len(times)} (renewals {len(times) - 1}, intervals {intervals[client]} s)"
             for client, times in grants.items()
@@ -425,3 +433,6 @@ def test_tokens_renew_while_a_producer_and_a_consumer_run_150_s_without_error_or
     assert not problems, [r.getMessage() for r in problems]
     for client, times in grants.items():
         assert len(times) - 1 >= 2, f"{client} renewed its token {len(times) - 1} times"
+    # Sessions end with their tokens, so running 150 s took renewed tokens on the wire.
+    assert lifetimes_ms
+    assert max(lifetimes_ms) <= lifespan * 1000
