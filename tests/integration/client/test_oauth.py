@@ -326,7 +326,8 @@ def test_check_command_reports_the_oauth_step(oauth_kafka: OAuthKafka) -> None:
 
 RENEWAL_RUN_S = 150.0
 SEND_INTERVAL_S = 0.5
-AUTH_WORDS = re.compile(r"sasl|oauth|token|authenticat", re.IGNORECASE)
+# Words of an authentication problem; "SASL" alone, not the scheme of a sasl_ssl:// URL.
+AUTH_WORDS = re.compile(r"\bSASL\b|oauth|token|authenticat", re.IGNORECASE)
 SESSION_LIFETIME = re.compile(r"Received session lifetime (\d+) ms")
 
 
