@@ -31,8 +31,9 @@ from typing import Any, Self
 
 from testcontainers.core.container import DockerContainer
 
-from streamkit.testing.containers import LOOPBACK, START_TIMEOUT_S, free_port, wait_until
+from streamkit.testing.containers import START_TIMEOUT_S, _without_reaper, wait_until
 from streamkit.testing.images import KEYCLOAK, TestKitError, ensure_image
+from streamkit.testing.network import LOOPBACK, free_port
 
 __all__ = [
     "BROKER_AUDIENCE",
@@ -229,7 +230,8 @@ class KeycloakContainer(DockerContainer):
     def start(self, timeout_s: float = START_TIMEOUT_S) -> Self:
         """Start Keycloak and wait until the realm is served (``startup_s`` says how long)."""
         started = time.monotonic()
-        super().start()
+        with _without_reaper():
+            super().start()
         wait_until("Keycloak", self.is_ready, self, timeout_s)
         self.startup_s = time.monotonic() - started
         return self

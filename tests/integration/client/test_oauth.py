@@ -35,8 +35,8 @@ from streamkit.produce.producer import EventProducer
 from streamkit.serde.events import Event
 from streamkit.serde.schemas import SchemaSet
 from streamkit.settings import StreamkitSettings
-from streamkit.testing.containers import free_port
 from streamkit.testing.keycloak import KeycloakContainer
+from streamkit.testing.network import free_port
 from streamkit.testing.oauth import OAuthKafka, OAuthVariant
 from streamkit.testing.plugin import RegistryEndpoint
 from tests.factories import ORDER_SCHEMA, order

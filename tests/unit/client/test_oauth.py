@@ -21,7 +21,7 @@ from streamkit.client.diagnose import translate_kafka_error
 from streamkit.client.oauth import explain_oauth_failure, fetch_token, token_claims
 from streamkit.errors import AuthenticationError, BrokerUnavailableError, ConfigError
 from streamkit.settings import SecuritySettings, load_settings
-from streamkit.testing.containers import free_port
+from streamkit.testing.network import free_port
 
 SECRET = "cl1ent-s3cret-9d2a"
 CLAIMS = {"iss": "http://idp/realms/r", "aud": ["kafka-broker"], "client_id": "svc", "exp": 1}
@@ -224,6 +224,7 @@ def test_msk_iam_needs_a_region(msk_env: pytest.MonkeyPatch) -> None:
 def test_msk_iam_maps_to_a_token_callback_signing_for_the_region(
     msk_env: pytest.MonkeyPatch,
 ) -> None:
+    pytest.importorskip("aws_msk_iam_sasl_signer", reason="the signer needs streamkit[msk-iam]")
     msk_env.setenv("STREAMKIT_SECURITY__SASL_OAUTHBEARER_AWS_REGION", "eu-west-1")
     conf = client_config(load_settings(), "consumer")
     assert conf["sasl.mechanism"] == "OAUTHBEARER"
