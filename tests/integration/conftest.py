@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from confluent_kafka import Consumer, DeserializingConsumer, Message
@@ -20,9 +20,11 @@ from streamkit.produce.producer import EventProducer
 from streamkit.serde.registry import SchemaRegistry
 from streamkit.serde.schemas import SchemaSet, load_schemas
 from streamkit.settings import StreamkitSettings
-from streamkit.testing.oauth import SUPER_CLIENT, OAuthKafka
 from streamkit.testing.plugin import TopicFactory
 from streamkit.testing.security import SecureKafka
+
+if TYPE_CHECKING:
+    from streamkit.testing.oauth import OAuthKafka
 
 REPO = Path(__file__).resolve().parents[2]
 EVOLUTION_DIR = Path(__file__).parent / "schemas" / "evolution"
@@ -208,4 +210,6 @@ def oauth_topic(oauth_kafka: OAuthKafka) -> str:
 @pytest.fixture
 def oauth_admin(oauth_kafka: OAuthKafka) -> StreamkitAdmin:
     """An admin authenticated by OAuth as the broker's super user ``admin-service``."""
+    from streamkit.testing.oauth import SUPER_CLIENT
+
     return StreamkitAdmin(oauth_kafka.endpoint("sasl_ssl", client=SUPER_CLIENT).settings())
