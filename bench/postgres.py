@@ -302,7 +302,7 @@ def bench_latency(env: Env, url: str, rate: int, seconds: float) -> dict[str, An
         "PYTHONPATH": str(REPO),
     }
     relay = subprocess.Popen(
-        [sys.executable, "-c", "from streamkit.cli.main import main; main()", "outbox", "relay"],
+        [sys.executable, "-c", "from streamkit.cli.app import main; main()", "outbox", "relay"],
         env=env_vars,
         stderr=subprocess.DEVNULL,
     )

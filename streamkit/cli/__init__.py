@@ -18,6 +18,6 @@ def main() -> None:
     except MissingExtraError as exc:
         sys.stderr.write(f"streamkit: {exc}\n")
         raise SystemExit(2) from None
-    from streamkit.cli.main import main as run
+    from streamkit.cli.app import main as run
 
     run()

@@ -1,6 +1,6 @@
 """CLI commands that act on a cluster: schemas, topics, produce, consume.
 
-Registered on the ``streamkit`` command by :mod:`streamkit.cli.main`.
+Registered on the ``streamkit`` command by :mod:`streamkit.cli.app`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """CLI commands for PostgreSQL: ``streamkit outbox relay`` and ``streamkit db migrate``.
 
-Registered on the ``streamkit`` command by :mod:`streamkit.cli.main`.
+Registered on the ``streamkit`` command by :mod:`streamkit.cli.app`.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from streamkit.cli.main import app
+from streamkit.cli.app import app
 from streamkit.settings import StreamkitSettings
 from streamkit.testing.plugin import TopicFactory
 from tests.integration.conftest import EVOLUTION_DIR

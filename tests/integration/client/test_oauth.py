@@ -23,7 +23,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 from typer.testing import CliRunner
 
-from streamkit.cli.main import app
+from streamkit.cli.app import app
 from streamkit.client.config import client_config
 from streamkit.client.connect import connect
 from streamkit.client.oauth import fetch_token

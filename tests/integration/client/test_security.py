@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from streamkit.cli.main import app
+from streamkit.cli.app import app
 from streamkit.client.connect import check_connection
 from streamkit.consume.consumer import EventConsumer
 from streamkit.errors import (

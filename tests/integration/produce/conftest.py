@@ -92,7 +92,7 @@ class RelayProcesses:
     """``streamkit outbox relay`` child processes: start, SIGKILL, stop (SIGTERM)."""
 
     def __init__(self, python: str, env: dict[str, str], log: Path) -> None:
-        self._command = [python, "-c", "from streamkit.cli.main import main; main()"]
+        self._command = [python, "-c", "from streamkit.cli.app import main; main()"]
         self._env = env
         self.log = log
         self.running: list[subprocess.Popen[bytes]] = []

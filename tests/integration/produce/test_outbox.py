@@ -262,7 +262,7 @@ def test_a_wrong_database_url_fails_at_start_naming_the_variable(
     import subprocess
 
     result = subprocess.run(
-        [python, "-c", "from streamkit.cli.main import main; main()", "outbox", "relay"],
+        [python, "-c", "from streamkit.cli.app import main; main()", "outbox", "relay"],
         env={**child_env, "STREAMKIT_OUTBOX__URL": wrong},
         capture_output=True,
         text=True,

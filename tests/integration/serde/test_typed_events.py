@@ -8,7 +8,7 @@ import pytest
 from fastavro.schema import to_parsing_canonical_form
 from typer.testing import CliRunner
 
-from streamkit.cli.main import app
+from streamkit.cli.app import app
 from streamkit.produce.producer import EventProducer
 from streamkit.serde.events import EventDecoder
 from streamkit.serde.modelschemas import SchemaFormat, codegen, generate, write_schemas

@@ -8,7 +8,7 @@ pytest.importorskip("typer", reason="the CLI needs streamkit[cli]")
 
 from typer.testing import CliRunner
 
-from streamkit.cli.main import app
+from streamkit.cli.app import app
 
 SECRET = "s3cr3t-Pa55word-xyz"
 runner = CliRunner()

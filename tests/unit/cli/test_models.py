@@ -14,7 +14,7 @@ pytest.importorskip("dataclasses_avroschema", reason="model schemas need streamk
 
 from typer.testing import CliRunner
 
-from streamkit.cli.main import app
+from streamkit.cli.app import app
 from streamkit.serde.schemas import load_schemas
 from streamkit.testing.schemas import assert_models_match_schemas
 

@@ -10,7 +10,7 @@ pytest.importorskip("typer", reason="the CLI needs streamkit[cli]")
 
 from typer.testing import CliRunner
 
-from streamkit.cli.main import app
+from streamkit.cli.app import app
 from streamkit.ops.readiness import check_connectivity
 from streamkit.settings import load_settings
 
