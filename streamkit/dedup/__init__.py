@@ -1,14 +1,16 @@
 """Deduplication stores that make consumers idempotent.
 
-See :mod:`streamkit.dedup.base` for the claim → complete / release protocol and
-:func:`~streamkit.dedup.factory.open_store` for the URL schemes (``memory://``, ``sqlite:///``, ``redis://``).
-The redis backend imports the optional ``redis`` package only when opened.
+See :mod:`streamkit.dedup.base` for the claim → complete / release protocol,
+:func:`~streamkit.dedup.factory.open_store` for the URL schemes (``memory://``, ``sqlite:///``, ``redis://``)
+and :mod:`streamkit.dedup.marks` for how completed ids are kept compactly (16-byte ids in
+retention buckets). The redis backend imports the optional ``redis`` package only when opened.
 """
 
 from streamkit.dedup.base import (
     DEFAULT_CLAIM_TTL_S,
     DEFAULT_TTL_S,
     ClaimResult,
+    DedupStats,
     DedupStore,
     claim_one,
     complete_one,
@@ -25,6 +27,7 @@ __all__ = [
     "DEFAULT_CLAIM_TTL_S",
     "DEFAULT_TTL_S",
     "ClaimResult",
+    "DedupStats",
     "DedupStore",
     "MemoryDedupStore",
     "RedisDedupStore",
