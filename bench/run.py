@@ -168,6 +168,7 @@ def _throughput(
             )
     floor = max(rates.get("floor") or [float("nan")])
     floor_cpu = min(cpu.get("floor") or [float("nan")])
+    floor_cpu_median = statistics.median(cpu.get("floor") or [float("nan")])
     results: dict[str, dict[str, Any]] = {}
     for name, runs in rates.items():
         if not runs:
@@ -182,6 +183,8 @@ def _throughput(
             # process CPU per record (best round): steadier than wall time on a busy host
             "cpu_us_per_msg": round(min(cpu[name]), 2),
             "cpu_ratio": round(min(cpu[name]) / floor_cpu, 3),
+            "median_cpu_us_per_msg": round(statistics.median(cpu[name]), 2),
+            "median_cpu_ratio": round(statistics.median(cpu[name]) / floor_cpu_median, 3),
             "peak_rss_mib": round(max(rss[name]) / 2**20, 1),
             "dedup_bytes_per_id": round(per_id[name], 1) if name in per_id else None,
             "messages": args.messages,
@@ -231,7 +234,7 @@ def _latency(env: Env, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 def _print_table(results: dict[str, dict[str, dict[str, Any]]]) -> None:
     print(
         f"\n{'':9}{'contender':20}{'msgs/s':>10}{'x floor':>9}{'CPU µs/msg':>12}{'x floor':>9}"
-        f"{'peak RSS MiB':>14}{'dedup B/id':>12}"
+        f"{'median CPU':>12}{'x floor':>9}{'peak RSS MiB':>14}{'dedup B/id':>12}"
     )
     for kind in ("produce", "consume"):
         for name, figures in results[kind].items():
@@ -242,6 +245,7 @@ def _print_table(results: dict[str, dict[str, dict[str, Any]]]) -> None:
                 print(
                     f"{kind:9}{name:20}{figures['msgs_per_s']:>10}{figures['ratio']:>9.2f}"
                     f"{figures['cpu_us_per_msg']:>12.1f}{figures['cpu_ratio']:>9.2f}"
+                    f"{figures['median_cpu_us_per_msg']:>12.1f}{figures['median_cpu_ratio']:>9.2f}"
                     f"{figures['peak_rss_mib']:>14.1f}{'' if per_id is None else per_id:>12}"
                 )
     if results["latency"]:

@@ -32,6 +32,7 @@ except ImportError:  # pragma: no cover - pure-Python fastavro
     from fastavro._validation_py import _validate
 
 from streamkit.errors import SchemaLoadError, SchemaValidationError
+from streamkit.serde.avro_writer import Writer, compile_writer
 from streamkit.serde.jsonschemas import JsonSchema
 from streamkit.serde.validation import Check, compile_check
 
@@ -121,6 +122,12 @@ class AvroSchema:
     def check(self) -> Check:
         """The compiled ``check(record) -> bool`` (see :mod:`streamkit.serde.validation`)."""
         return compile_check(self.parsed, self.named_types)
+
+    @cached_property
+    def writer(self) -> Writer | None:
+        """The compiled ``write(record, out) -> bool`` that checks and encodes the common
+        records in one pass, or None (see :mod:`streamkit.serde.avro_writer`)."""
+        return compile_writer(self.parsed, self.named_types)
 
     def validate(self, record: Any) -> None:
         """Check ``record``; see :func:`validate_record`."""

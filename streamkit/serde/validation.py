@@ -23,15 +23,15 @@ from typing import Any
 from fastavro.const import INT_MAX_VALUE, INT_MIN_VALUE, LONG_MAX_VALUE, LONG_MIN_VALUE
 from fastavro.logical_writers import LOGICAL_WRITERS
 
-__all__ = ["Check", "compile_check"]
+__all__ = ["IDENTITY_FOR", "RANGES", "Check", "compile_check"]
 
 Check = Callable[[Any], bool]
 _NO_VALUE = None  # fastavro reads an absent field without default as None (non-strict)
-_RANGES = {"int": (INT_MIN_VALUE, INT_MAX_VALUE), "long": (LONG_MIN_VALUE, LONG_MAX_VALUE)}
+RANGES = {"int": (INT_MIN_VALUE, INT_MAX_VALUE), "long": (LONG_MIN_VALUE, LONG_MAX_VALUE)}
 # Logical types whose preparation leaves a value of the underlying type's exact class
 # unchanged (fastavro's prepare_* only convert datetime/date/time/UUID objects), so the
 # generated code may skip the call for that class: the common case.
-_IDENTITY_FOR = {
+IDENTITY_FOR = {
     "long-timestamp-millis": int,
     "long-local-timestamp-millis": int,
     "long-timestamp-micros": int,
@@ -106,8 +106,8 @@ class _Generator:
 
     @staticmethod
     def _primitive(name: str, var: str) -> str | None:
-        if name in _RANGES:
-            low, high = _RANGES[name]
+        if name in RANGES:
+            low, high = RANGES[name]
             return (
                 f"({low} <= {var} <= {high} if type({var}) is int"
                 f" else _integral({var}, {low}, {high}))"
@@ -199,7 +199,7 @@ class _Generator:
                 f"return {self.test(underlying, 'v')}",
             ],
         )
-        exact = _IDENTITY_FOR.get(key)
+        exact = IDENTITY_FOR.get(key)
         if exact is None:
             return f"{function}({var})"
         # The common case inline: a value of the underlying class, which prepare keeps.
