@@ -38,6 +38,7 @@ ID_BYTES = 16
 HASH_KEY_BYTES = 16
 BUCKETS_PER_TTL = 8
 _MASK_CACHE = 4096  # namespaces whose mask is kept; a service has one or a few groups
+_MEMO = 16_384  # ids kept from claim to complete (a few batches in flight)
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -49,13 +50,15 @@ class IdCodec:
         hash_key: the store's 16-byte secret.
     """
 
-    __slots__ = ("_hash_key", "_masks")
+    __slots__ = ("_hash_key", "_masks", "_memo")
 
     def __init__(self, hash_key: bytes) -> None:
         if len(hash_key) != HASH_KEY_BYTES:
             raise ValueError(f"hash key must be {HASH_KEY_BYTES} bytes, got {len(hash_key)}")
         self._hash_key = hash_key
         self._masks: dict[str, int] = {}
+        # Ids of claimed keys, so that completing or releasing them computes nothing.
+        self._memo: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return "IdCodec(hash_key=<hidden>)"
@@ -83,15 +86,26 @@ class IdCodec:
             return int(tail.replace("-", ""), 16) ^ self._mask(namespace)
         return self._digest(b"k" + key.encode("utf-8", "surrogatepass"))
 
-    def ids(self, keys: Sequence[str]) -> list[int]:
-        """The ids of keys, in order."""
-        id_of = self.id_of
-        return [id_of(key) for key in keys]
+    def ids(self, keys: Sequence[str], *, remember: bool = False) -> list[int]:
+        """The ids of keys, in order.
 
-    def id_bytes(self, keys: Sequence[str]) -> list[bytes]:
-        """The ids of keys as 16 big-endian bytes each, in order."""
-        id_of = self.id_of
-        return [id_of(key).to_bytes(ID_BYTES, "big") for key in keys]
+        ``remember=True`` (a claim) keeps them for the next call about the same keys (its
+        complete or release), which takes them back instead of computing them again.
+        """
+        memo = self._memo
+        if remember:
+            if len(memo) > _MEMO:
+                memo.clear()
+            id_of = self.id_of
+            ids = [id_of(key) for key in keys]
+            memo.update(zip(keys, ids, strict=True))
+            return ids
+        pop, id_of = memo.pop, self.id_of
+        return [pop(key, 0) or id_of(key) for key in keys]
+
+    def id_bytes(self, keys: Sequence[str], *, remember: bool = False) -> list[bytes]:
+        """:meth:`ids` as 16 big-endian bytes each."""
+        return [id_.to_bytes(ID_BYTES, "big") for id_ in self.ids(keys, remember=remember)]
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from math import inf
 
 from streamkit.dedup.base import (
     DEFAULT_CLAIM_TTL_S,
@@ -57,6 +58,8 @@ class _Claim:
 
 @dataclass(slots=True)
 class _Bucket:
+    start: float  # seconds: marks completed from start to end go in
+    end: float
     expires_at: float
     ids: set[int] = field(default_factory=set)
 
@@ -75,6 +78,8 @@ class _Table:
         # (ttl_ms, start_ms) -> bucket, in creation order (oldest marks first).
         self.buckets: dict[tuple[int, int], _Bucket] = {}
         self.marks = 0  # ids in all buckets
+        self.next_expiry = inf  # when the first bucket expires
+        self.current: dict[int, _Bucket] = {}  # ttl_ms -> the bucket last written
 
     def __len__(self) -> int:
         return len(self.claims) + self.marks
@@ -85,11 +90,17 @@ class _Table:
 
     def bucket(self, retention: Retention, now: float) -> _Bucket:
         """The bucket that marks completed now go into (created if needed)."""
+        bucket = self.current.get(retention.ttl_ms)
+        if bucket is not None and bucket.start <= now < bucket.end:
+            return bucket  # the common case: completions within one bucket's time
         start = retention.start_ms(now * 1000)
         bucket = self.buckets.get((retention.ttl_ms, start))
         if bucket is None:
-            expires_at = retention.expires_ms(start) / 1000
-            bucket = self.buckets[(retention.ttl_ms, start)] = _Bucket(expires_at)
+            end, expires_at = start + retention.width_ms, retention.expires_ms(start)
+            bucket = _Bucket(start / 1000, end / 1000, expires_at / 1000)
+            self.buckets[(retention.ttl_ms, start)] = bucket
+            self.next_expiry = min(self.next_expiry, bucket.expires_at)
+        self.current[retention.ttl_ms] = bucket
         return bucket
 
     def drop_expired_claims(self, now: float, *, full: bool) -> None:
@@ -105,10 +116,12 @@ class _Table:
 
     def trim_marks(self, now: float) -> None:
         # Expired buckets go whole; then the oldest marks, down to the bound.
-        for name, bucket in list(self.buckets.items()):
-            if bucket.expires_at <= now:
-                self.marks -= len(bucket.ids)
-                del self.buckets[name]
+        if now >= self.next_expiry:
+            for name, bucket in list(self.buckets.items()):
+                if bucket.expires_at <= now:
+                    self.marks -= len(bucket.ids)
+                    self._drop(name, bucket)
+            self.next_expiry = min((b.expires_at for b in self.buckets.values()), default=inf)
         while self.buckets and len(self) > self.max_entries:
             name, bucket = next(iter(self.buckets.items()))
             excess = min(len(self) - self.max_entries, len(bucket.ids))
@@ -116,7 +129,12 @@ class _Table:
                 bucket.ids.pop()
             self.marks -= excess
             if not bucket.ids:
-                del self.buckets[name]
+                self._drop(name, bucket)
+
+    def _drop(self, name: tuple[int, int], bucket: _Bucket) -> None:
+        del self.buckets[name]
+        if self.current.get(name[0]) is bucket:
+            del self.current[name[0]]
 
     def bytes_used(self) -> int:
         sets = sum(sys.getsizeof(b.ids) for b in self.buckets.values())
@@ -202,7 +220,7 @@ class MemoryDedupStore(StoreBase):
         """
         self._check_open()
         table = self._table
-        ids = table.codec.ids(keys)
+        ids = table.codec.ids(keys, remember=True)
         results: list[ClaimResult] = []
         with table.lock:
             now = table.clock()
@@ -249,7 +267,7 @@ class MemoryDedupStore(StoreBase):
         with table.lock:
             now = table.clock()
             target = table.bucket(self.retention, now)
-            older = [b.ids for b in table.buckets.values() if b is not target]
+            older: list[set[int]] | None = None
             for id_ in ids:
                 claim = table.claims.get(id_)
                 if claim is not None:
@@ -259,6 +277,8 @@ class MemoryDedupStore(StoreBase):
                 if id_ in target.ids:
                     continue
                 # Completed again: remembered from now on, and counted once.
+                if older is None:
+                    older = [b.ids for b in table.buckets.values() if b is not target]
                 for marks in older:
                     if id_ in marks:
                         marks.discard(id_)

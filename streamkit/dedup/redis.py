@@ -463,7 +463,7 @@ class RedisDedupStore(StoreBase):
             layout = self._layout()
             legacy = layout.legacy_until_ms > time.time() * 1000 - _LEGACY_MARGIN_MS
             args: list[Any] = [self._base, self._owner, _ms(self.claim_ttl_s), int(legacy)]
-            args += layout.codec.id_bytes(keys)
+            args += layout.codec.id_bytes(keys, remember=True)
             if legacy:
                 args += [self.prefix + key for key in keys]
             codes: list[Any] = self._claim(args=args)

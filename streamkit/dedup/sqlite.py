@@ -482,7 +482,7 @@ class SqliteDedupStore(StoreBase):
         if not keys:
             self._check_open()
             return []
-        ids = self._codec.id_bytes(keys)
+        ids = self._codec.id_bytes(keys, remember=True)
         with self._write("claim") as conn:
             now = self._clock()
             self._maybe_purge(conn, now)
