@@ -10,7 +10,7 @@ Expired rows are treated as absent when read and deleted in bounded batches duri
 claims, at most every ``purge_interval_s``.
 
 Layout: a completed mark is one row ``(bucket, 16-byte id)`` of ``streamkit_dedup_done``
-(about 26 bytes on disk; see :mod:`streamkit.dedup.marks` for ids and retention
+(about 25 bytes on disk; see :mod:`streamkit.dedup.marks` for ids and retention
 buckets), claims are rows of ``streamkit_dedup_claims`` with their own expiry, and
 ``streamkit_dedup_buckets`` lists the retention buckets with their mark counts. A file
 written by an earlier streamkit (table ``streamkit_dedup``, one text row per key) is
@@ -105,7 +105,7 @@ _SCHEMA = (
     " expires_at REAL NOT NULL,"  # unix s: the whole bucket is forgotten then
     " ids INTEGER NOT NULL DEFAULT 0,"  # marks written into it (stats without a scan)
     " UNIQUE (ttl_ms, start_ms))",
-    # ~26 bytes per mark on disk: (bucket, 16-byte id), clustered by bucket, so that an
+    # ~25 bytes per mark on disk: (bucket, 16-byte id), clustered by bucket, so that an
     # expired bucket is one contiguous range to delete.
     "CREATE TABLE IF NOT EXISTS streamkit_dedup_done ("
     " bucket INTEGER NOT NULL, id BLOB NOT NULL, PRIMARY KEY (bucket, id)) WITHOUT ROWID",

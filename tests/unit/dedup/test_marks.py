@@ -84,3 +84,14 @@ def test_buckets_are_an_eighth_of_the_retention(ttl_s: float, width_ms: int) -> 
     start = retention.start_ms(1_000_000_123.4)
     assert start <= 1_000_000_123.4 < start + width_ms
     assert retention.expires_ms(start) == start + width_ms + retention.ttl_ms
+
+
+def test_ids_of_a_claim_are_remembered_for_its_complete(codec: IdCodec) -> None:
+    keys = [scoped_key("g", str(uuid.uuid4())) for _ in range(3)] + ["custom"]
+    claimed = codec.ids(keys, remember=True)
+    assert codec.ids(keys) == claimed  # taken back, not computed again
+    assert codec.ids(keys) == claimed  # and computed alike once forgotten
+    assert codec.id_bytes(keys, remember=True) == [i.to_bytes(16, "big") for i in claimed]
+    for start in range(0, 40_000, 500):  # claims never completed do not pile up
+        codec.ids([f"k{i}" for i in range(start, start + 500)], remember=True)
+    assert len(codec._memo) <= 20_000
