@@ -26,7 +26,6 @@ Other schemas get no writer (:func:`compile_writer` returns None).
 from __future__ import annotations
 
 import io
-import itertools
 import struct
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -34,6 +33,7 @@ from typing import Any
 from fastavro import parse_schema, schemaless_writer
 from fastavro.logical_writers import LOGICAL_WRITERS
 
+from streamkit.serde.codegen import Source
 from streamkit.serde.validation import IDENTITY_FOR, RANGES
 
 __all__ = ["Writer", "compile_writer"]
@@ -94,28 +94,17 @@ def _long_bytes(value: int) -> bytes:
     return bytes(out)
 
 
-class _Generator:
+class _Generator(Source):
     """Turns a parsed schema into the source of one module of writer functions."""
 
     def __init__(self, named: Mapping[str, Any]) -> None:
-        self._named = named
-        self._functions: dict[str, str] = {}  # record name -> function name
-        self._serial = itertools.count()
-        self.lines: list[str] = []
-        self.constants: dict[str, Any] = {
+        helpers = {
             "_MISSING": _MISSING,
             "_varint": _varint,
             "_float": struct.Struct("<f").pack,
             "_double": struct.Struct("<d").pack,
         }
-
-    def _constant(self, value: Any) -> str:
-        name = f"_c{len(self.constants)}"
-        self.constants[name] = value
-        return name
-
-    def _define(self, function: str, body: list[str]) -> None:
-        self.lines += [f"def {function}(datum, out):", *(f"    {line}" for line in body), ""]
+        super().__init__(named, helpers, "datum, out")
 
     def resolve(self, schema: Any) -> Any:
         """A named reference replaced by its definition; anything else as it is."""
@@ -266,7 +255,7 @@ class _Generator:
             return function
         if schema.get("logicalType") in LOGICAL_WRITERS:
             raise _UnsupportedError("a record with a logical type")
-        function = self._functions[schema["name"]] = f"_record{next(self._serial)}"
+        function = self._functions[schema["name"]] = self._name("record")
         # '-type' names a union branch in fastavro: such records take its path.
         body = ["if type(datum) is not dict or '-type' in datum:", "    return False"]
         body.append("get = datum.get")
@@ -299,7 +288,7 @@ class _Generator:
         return self._constant(buffer.getvalue())
 
     def _array(self, schema: dict[str, Any]) -> str:
-        function = f"_array{next(self._serial)}"
+        function = self._name("array")
         self._define(
             function,
             [
@@ -316,7 +305,7 @@ class _Generator:
         return function
 
     def _map(self, schema: dict[str, Any]) -> str:
-        function = f"_map{next(self._serial)}"
+        function = self._name("map")
         self._define(
             function,
             [
@@ -352,10 +341,7 @@ def compile_writer(parsed: Mapping[str, Any], named: Mapping[str, Any]) -> Write
         body = generator.write(parsed, "datum")
     except _UnsupportedError:
         return None
-    generator.lines += ["def write(datum, out):", *(f"    {line}" for line in body)]
-    generator.lines += ["    return True", ""]
-    namespace = dict(generator.constants)
-    # Built from schema structure only: names, defaults and symbols are constants.
-    exec(compile("\n".join(generator.lines), "<streamkit.serde.avro_writer>", "exec"), namespace)  # noqa: S102
-    write: Writer = namespace["write"]
+    write: Writer = generator.build(
+        "write", [*body, "return True"], "<streamkit.serde.avro_writer>"
+    )
     return write

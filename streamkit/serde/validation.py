@@ -15,13 +15,14 @@ asks fastavro where and why.
 from __future__ import annotations
 
 import array
-import itertools
 import numbers
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fastavro.const import INT_MAX_VALUE, INT_MIN_VALUE, LONG_MAX_VALUE, LONG_MIN_VALUE
 from fastavro.logical_writers import LOGICAL_WRITERS
+
+from streamkit.serde.codegen import Source
 
 __all__ = ["IDENTITY_FOR", "RANGES", "Check", "compile_check"]
 
@@ -56,28 +57,17 @@ def _real(datum: Any) -> bool:
     return isinstance(datum, numbers.Real) and not isinstance(datum, bool)
 
 
-class _Generator:
+class _Generator(Source):
     """Turns a parsed schema into the source of one module of check functions."""
 
     def __init__(self, named: Mapping[str, Any]) -> None:
-        self._named = named
-        self._functions: dict[str, str] = {}  # record name -> function name
-        self._serial = itertools.count()
-        self.lines: list[str] = []
-        self.constants: dict[str, Any] = {
+        helpers = {
             "Mapping": Mapping,
             "Sequence_or_array": (Sequence, array.array),
             "_integral": _integral,
             "_real": _real,
         }
-
-    def _name(self, prefix: str) -> str:
-        return f"_{prefix}{next(self._serial)}"
-
-    def _constant(self, value: Any) -> str:
-        name = f"_c{len(self.constants)}"
-        self.constants[name] = value
-        return name
+        super().__init__(named, helpers, "datum")
 
     def test(self, schema: Any, var: str) -> str:
         """A boolean expression testing the local name ``var`` against ``schema``."""
@@ -125,9 +115,6 @@ class _Generator:
         # Inlined at each use; only records become functions (cached by name, so a
         # recursive record calls itself).
         return self.test(self._named[name], var)
-
-    def _define(self, function: str, body: list[str]) -> None:
-        self.lines += [f"def {function}(datum):", *(f"    {line}" for line in body), ""]
 
     def _record(self, schema: dict[str, Any]) -> str:
         function = self._functions.get(schema["name"])
@@ -218,10 +205,5 @@ def compile_check(parsed: Mapping[str, Any], named: Mapping[str, Any]) -> Check:
     """
     generator = _Generator(named)
     root = generator.test(parsed, "datum")
-    generator.lines += ["def check(datum):", f"    return {root}", ""]
-    namespace = dict(generator.constants)
-    # The source is built from schema structure only: names, defaults and symbols are
-    # passed in as constants, never spliced into the code.
-    exec(compile("\n".join(generator.lines), "<streamkit.serde.validation>", "exec"), namespace)  # noqa: S102
-    check: Check = namespace["check"]
+    check: Check = generator.build("check", [f"return {root}"], "<streamkit.serde.validation>")
     return check

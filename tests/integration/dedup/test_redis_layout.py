@@ -11,17 +11,12 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from streamkit.dedup import ClaimResult, RedisDedupStore, open_store, scoped_key
+from streamkit.dedup import RedisDedupStore, open_store, scoped_key
 from streamkit.dedup.redis import LAYOUT
 from streamkit.testing.redis import RedisEndpoint, RedisServer
+from tests.integration.dedup.test_contract import CLAIMED, DUPLICATE, IN_PROGRESS
 
 pytestmark = pytest.mark.integration
-
-CLAIMED, DUPLICATE, IN_PROGRESS = (
-    ClaimResult.CLAIMED,
-    ClaimResult.DUPLICATE,
-    ClaimResult.IN_PROGRESS,
-)
 BATCH = 500
 
 
