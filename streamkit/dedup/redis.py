@@ -498,11 +498,14 @@ class RedisDedupStore(StoreBase):
             for key in keys:
                 pipe.memory_usage(key, samples=0)
             sizes = pipe.execute()
-        overhead = sum(
-            size or 0 for key, size in zip(keys, sizes, strict=True) if b":d:" not in key
-        )
-        samples = [size or 0 for key, size in zip(keys, sizes, strict=True) if b":d:" in key]
-        per_hash = sum(samples) / len(samples) if samples else 0.0
+        data = (self._base + "d:").encode()
+        overhead = samples = total = 0
+        for key, size in zip(keys, sizes, strict=True):
+            if key.startswith(data):  # a sampled hash of marks
+                samples, total = samples + 1, total + (size or 0)
+            else:  # the index, the meta hash, a bucket's meta key
+                overhead += size or 0
+        per_hash = total / samples if samples else 0.0
         return self._stats(
             "redis", int(ids), overhead + round(per_hash * int(hashes)), int(buckets)
         )
