@@ -34,7 +34,7 @@ from fastavro import parse_schema, schemaless_writer
 from fastavro.logical_writers import LOGICAL_WRITERS
 
 from streamkit.serde.codegen import Source
-from streamkit.serde.validation import IDENTITY_FOR, RANGES
+from streamkit.serde.validation import IDENTITY_FOR, PREPARE, RANGES
 
 __all__ = ["Writer", "compile_writer"]
 
@@ -42,6 +42,11 @@ Writer = Callable[[Any, bytearray], bool]
 
 _MISSING = object()
 _PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
+
+
+# Logical types a union branch may have: the class of value that takes the branch (its
+# preparation then passes the value through, or raises for uuid text that is no UUID).
+_BRANCH_CLASS = {**IDENTITY_FOR, "string-uuid": str}
 
 
 class _UnsupportedError(Exception):
@@ -196,7 +201,7 @@ class _Generator(Source):
 
     def _logical(self, schema: dict[str, Any], key: str, var: str) -> list[str]:
         underlying = {k: v for k, v in schema.items() if k != "logicalType"}
-        prepare, definition = self._constant(LOGICAL_WRITERS[key]), self._constant(schema)
+        prepare, definition = self._constant(PREPARE[key]), self._constant(schema)
         converted = [f"{var} = {prepare}({var}, {definition})", *self.write(underlying, var)]
         exact = IDENTITY_FOR.get(key)
         if exact is None:
@@ -238,7 +243,7 @@ class _Generator(Source):
         kind = schema["type"]
         logical = schema.get("logicalType")
         if logical and f"{kind}-{logical}" in LOGICAL_WRITERS:
-            if f"{kind}-{logical}" not in IDENTITY_FOR:
+            if f"{kind}-{logical}" not in _BRANCH_CLASS:
                 raise _UnsupportedError(f"a union branch of logical type {logical}")
             return kind, self._accepts(kind, var), False
         if kind == "array":

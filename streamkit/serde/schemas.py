@@ -26,11 +26,6 @@ from typing import Any, ClassVar, Literal, Protocol, cast
 
 from fastavro.schema import parse_schema
 
-try:  # the compiled validator, called with the schema's named types (no re-parse per record)
-    from fastavro._validation import _validate  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - pure-Python fastavro
-    from fastavro._validation_py import _validate
-
 from streamkit.errors import SchemaLoadError, SchemaValidationError
 from streamkit.serde.avro_writer import Writer, compile_writer
 from streamkit.serde.jsonschemas import JsonSchema
@@ -174,6 +169,10 @@ class SchemaSet(Mapping[str, ValueSchema]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._schemas)
+
+    def __contains__(self, name: object) -> bool:
+        # Mapping's default asks __getitem__, whose miss is a SchemaLoadError, not a KeyError.
+        return name in self._schemas
 
     def __len__(self) -> int:
         return len(self._schemas)
@@ -328,11 +327,10 @@ def _type_label(schema: Any) -> str:
     return str(schema)
 
 
-_OPTIONS = {"strict": False, "disable_tuple_notation": True}
-
-
 def _valid(datum: Any, schema: Any, named: Mapping[str, Any]) -> bool:
-    return bool(_validate(datum, schema, named, "", False, _OPTIONS))
+    # The compiled check of this part of the schema, so that the search agrees with the
+    # record's check (compiled again here: only a refused record comes this way).
+    return compile_check(schema, named)(datum)
 
 
 def _locate(

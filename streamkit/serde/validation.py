@@ -7,15 +7,17 @@ type, in which every primitive test is inlined (``isinstance(v, str)``, an int r
 test), so a record costs one call per nested record or collection rather than one per
 field. It accepts exactly what ``fastavro.validation.validate`` accepts (same type
 rules, same logical-type preparation, missing fields read as their default or
-``None``); the property test in ``tests/unit/serde/test_validation.py`` holds it to that. It
-answers only yes or no: when the answer is no, :func:`streamkit.serde.schemas.validate_record`
-asks fastavro where and why.
+``None``), except text in a ``uuid`` field that is not a UUID (fastavro writes it, then
+cannot read it back); the property test in ``tests/unit/serde/test_validation.py`` holds
+it to that. It answers only yes or no: when the answer is no,
+:func:`streamkit.serde.schemas.validate_record` searches the record for the field.
 """
 
 from __future__ import annotations
 
 import array
 import numbers
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -24,7 +26,7 @@ from fastavro.logical_writers import LOGICAL_WRITERS
 
 from streamkit.serde.codegen import Source
 
-__all__ = ["IDENTITY_FOR", "RANGES", "Check", "compile_check"]
+__all__ = ["IDENTITY_FOR", "PREPARE", "RANGES", "Check", "compile_check"]
 
 Check = Callable[[Any], bool]
 _NO_VALUE = None  # fastavro reads an absent field without default as None (non-strict)
@@ -40,8 +42,20 @@ IDENTITY_FOR = {
     "int-date": int,
     "int-time-millis": int,
     "long-time-micros": int,
-    "string-uuid": str,
 }
+
+
+def _prepare_uuid(datum: Any, schema: Any) -> Any:
+    """fastavro's uuid preparation, refusing text that a reader cannot parse as a UUID."""
+    if isinstance(datum, str):
+        uuid.UUID(datum)  # fastavro writes any text, then its reader fails on it
+        return datum
+    return LOGICAL_WRITERS["string-uuid"](datum, schema)
+
+
+# The preparation of each logical type, as fastavro's writer does it, but stricter where
+# fastavro would write a value its own reader refuses (a uuid field holding other text).
+PREPARE = {**LOGICAL_WRITERS, "string-uuid": _prepare_uuid}
 
 
 def _integral(datum: Any, low: int, high: int) -> bool:
@@ -173,7 +187,7 @@ class _Generator(Source):
 
     def _logical(self, schema: dict[str, Any], key: str, var: str) -> str:
         function = self._name("logical")
-        prepare = self._constant(LOGICAL_WRITERS[key])
+        prepare = self._constant(PREPARE[key])
         definition = self._constant(schema)
         underlying = {k: v for k, v in schema.items() if k != "logicalType"}
         self._define(
@@ -196,11 +210,11 @@ class _Generator(Source):
         )
 
 
-def compile_check(parsed: Mapping[str, Any], named: Mapping[str, Any]) -> Check:
+def compile_check(parsed: Any, named: Mapping[str, Any]) -> Check:
     """Compile a fastavro-parsed schema into ``check(datum) -> bool``.
 
     Args:
-        parsed: the schema as returned by ``fastavro.parse_schema``.
+        parsed: the schema as returned by ``fastavro.parse_schema``, or a part of it.
         named: its named types (``parsed["__named_schemas"]``).
     """
     generator = _Generator(named)
