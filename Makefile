@@ -64,7 +64,7 @@ wheel-smoke: install services images  ## build sdist + wheel, install into a fre
 	scripts/wheel-smoke.sh
 
 docs: install  ## build the documentation site (mkdocs --strict) into site/
-	$(PY) -m mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 docs-serve: install  ## serve the documentation on http://127.0.0.1:8000 while editing
 	$(PY) -m mkdocs serve --dev-addr 127.0.0.1:8000
