@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import array
 import numbers
+import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -45,10 +46,18 @@ IDENTITY_FOR = {
 }
 
 
+# The text str(uuid4()) makes: one regular-expression match (about 0.3 µs) where
+# uuid.UUID would take several times that; other forms go to uuid.UUID.
+_CANONICAL_UUID = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+).fullmatch
+
+
 def _prepare_uuid(datum: Any, schema: Any) -> Any:
     """fastavro's uuid preparation, refusing text that a reader cannot parse as a UUID."""
     if isinstance(datum, str):
-        uuid.UUID(datum)  # fastavro writes any text, then its reader fails on it
+        if _CANONICAL_UUID(datum) is None:
+            uuid.UUID(datum)  # fastavro writes any text, then its reader fails on it
         return datum
     return LOGICAL_WRITERS["string-uuid"](datum, schema)
 
