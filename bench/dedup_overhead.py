@@ -3,11 +3,12 @@
     .venv-bench/bin/python -m bench.dedup_overhead [--ids N] [--messages N] [--rounds R]
                                                    [--skip-consume]
 
-1. **Bytes per remembered id.** Each store (memory, SQLite, Redis) completes ``--ids``
+1. **Bytes per remembered id.** Each store (memory, SQLite, Redis, PostgreSQL) completes ``--ids``
    unique event ids (``scoped_key(group, uuid4)``, batches of 500) in a process of its
    own; the figure is the growth of what holds them: traced Python memory (memory
    store), the database file after a WAL checkpoint (SQLite), ``used_memory`` of a
-   ``redis-server`` of its own (Redis). Beside it: the store's own estimate
+   ``redis-server`` of its own (Redis), the table with its indexes after a ``VACUUM``
+   (PostgreSQL, a server of its own). Beside it: the store's own estimate
    (``stats()``), the process's peak RSS, and the ids completed per second.
 2. **Consumer throughput** with each store (``bench.run``'s consume contenders, against
    a broker and registry started with the test kit): msgs/s, CPU µs per message, peak
@@ -125,7 +126,35 @@ def measure_redis(count: int) -> dict[str, Any]:
     return figures
 
 
-MEASURES = {"memory": "measure_memory", "sqlite": "measure_sqlite", "redis": "measure_redis"}
+def measure_postgresql(count: int) -> dict[str, Any]:
+    import psycopg
+
+    from streamkit.dedup import open_store
+    from streamkit.testing.postgres import PostgresServer
+
+    with PostgresServer() as server, psycopg.connect(server.url, autocommit=True) as conn:
+        store = open_store(f"{server.url}?table=dedup")
+        _fill(store, BATCH)
+
+        def table_bytes() -> int:
+            conn.execute("VACUUM dedup")  # visibility and free-space maps up to date
+            row = conn.execute("SELECT pg_total_relation_size('dedup')").fetchone()
+            assert row is not None
+            return int(row[0])
+
+        before = table_bytes()
+        seconds = _fill(store, count)
+        figures = _figures(table_bytes() - before, count, seconds, store)
+        store.close()
+    return figures
+
+
+MEASURES = {
+    "memory": "measure_memory",
+    "sqlite": "measure_sqlite",
+    "redis": "measure_redis",
+    "postgresql": "measure_postgresql",
+}
 
 
 def cost_table(bytes_per_id: dict[str, float]) -> list[dict[str, Any]]:
@@ -168,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
         stores[backend] = run._Process("bench.dedup_overhead", function, args.ids).result()
         f = stores[backend]
         print(
-            f"  {backend:8} {f['bytes_per_id']:6.1f} B/id (stats() says {f['stats_bytes_per_id']})"
+            f"  {backend:10} {f['bytes_per_id']:6.1f} B/id (stats() says {f['stats_bytes_per_id']})"
             f"  {f['ids_per_s']:>8,} ids/s  peak RSS {f['peak_rss_mib']} MiB",
             flush=True,
         )

@@ -57,7 +57,10 @@ def dedup_stats(
     url: Annotated[
         str | None,
         typer.Argument(
-            help="Store URL (memory://, sqlite:///..., redis://...); default: STREAMKIT_DEDUP__URL."
+            help=(
+                "Store URL (memory://, sqlite:///..., redis://..., postgresql://...); "
+                "default: STREAMKIT_DEDUP__URL."
+            )
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,

@@ -92,15 +92,18 @@ class DedupStats:
     """What a store remembers and what that costs (``streamkit dedup stats``).
 
     Attributes:
-        backend: ``memory``, ``sqlite`` or ``redis``.
+        backend: ``memory``, ``sqlite``, ``redis`` or ``postgresql``.
         remembered_ids: completed marks held within retention (all retention series).
         bytes_used: what holding them costs: process memory (memory store, estimated
             from object sizes), the database file's used pages (SQLite; tables of your
-            own in the same file count too), or Redis memory (estimated from
-            ``MEMORY USAGE`` of sampled keys). None when unknown.
-        buckets: live retention buckets (see :mod:`streamkit.dedup.marks`).
+            own in the same file count too), Redis memory (estimated from
+            ``MEMORY USAGE`` of sampled keys), or the table's size on disk with its
+            indexes (PostgreSQL). None when unknown.
+        buckets: live retention buckets (see :mod:`streamkit.dedup.marks`); 0 where
+            marks expire one by one (PostgreSQL).
         ttl_s: this store's retention.
-        bucket_s: this store's bucket width: marks live ``ttl_s`` to ``ttl_s + bucket_s``.
+        bucket_s: this store's bucket width: marks live ``ttl_s`` to ``ttl_s + bucket_s``
+            (0: exactly ``ttl_s``, until a purge deletes them).
     """
 
     backend: str
