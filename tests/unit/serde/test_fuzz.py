@@ -101,7 +101,7 @@ def _encode_or_name_the_field(schema: AvroSchema, record: Any) -> None:
         assert isinstance(decoded, Event)
         return
     assert error.field
-    assert error.field in str(error)  # shown as is (streamkit.errors, 9f83817)
+    assert error.field in str(error)
     assert error.schema == schema.name
 
 
