@@ -9,6 +9,7 @@ produced or decoded and committed every record it consumed.
 from __future__ import annotations
 
 import io
+import resource
 import struct
 import time
 import uuid
@@ -39,12 +40,20 @@ class Env:
 @dataclass(frozen=True)
 class Timing:
     """Wall and CPU seconds (the whole process: librdkafka's threads too) for the
-    measured ``count`` records; latency runs add samples in ms."""
+    measured ``count`` records, and the process's peak RSS; latency runs add samples in
+    ms; consumers with a dedup store add the store's bytes per remembered id."""
 
     seconds: float
     count: int
     cpu_seconds: float = 0.0
     latencies_ms: tuple[float, ...] = ()
+    peak_rss_bytes: int = 0
+    bytes_per_id: float | None = None
+
+
+def peak_rss_bytes() -> int:
+    """The most resident memory this process has used so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 class Stopwatch:
@@ -57,7 +66,12 @@ class Stopwatch:
         self.wall, self.cpu = time.perf_counter(), time.process_time()
 
     def stop(self, count: int) -> Timing:
-        return Timing(time.perf_counter() - self.wall, count, time.process_time() - self.cpu)
+        return Timing(
+            time.perf_counter() - self.wall,
+            count,
+            time.process_time() - self.cpu,
+            peak_rss_bytes=peak_rss_bytes(),
+        )
 
 
 def settings(env: Env, group: str | None = None) -> Any:

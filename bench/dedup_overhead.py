@@ -1,164 +1,236 @@
-"""What deduplication costs: EventConsumer throughput with each dedup backend, side by side.
+"""What deduplication costs: bytes per remembered id in each store, and consumer throughput.
 
-    python bench/dedup_overhead.py [--messages N] [--rounds R]
+    .venv-bench/bin/python -m bench.dedup_overhead [--ids N] [--messages N] [--rounds R]
+                                                   [--skip-consume]
 
-Contenders: the same EventConsumer (trivial handler, commits after each poll) without a
-store, and with ``memory://``, ``sqlite:///`` (``synchronous=FULL``, the default, and
-``NORMAL``) and ``redis://`` stores. Every contender consumes its own topic holding the
-same number of messages (unique event ids, written by bench/throughput.py's floor
-producer) from one broker in one run, in its own process, alternating over rounds; the
-first WARMUP messages are excluded. The table shows each contender's best round as
-msgs/s and as a ratio to the consumer without dedup, and the least CPU time per message
-the consumer process used (less sensitive to other load on the machine than wall time,
-but blind to time spent waiting for Redis or an fsync). Writes bench/results/dedup.json.
+1. **Bytes per remembered id.** Each store (memory, SQLite, Redis, PostgreSQL) completes ``--ids``
+   unique event ids (``scoped_key(group, uuid4)``, batches of 500) in a process of its
+   own; the figure is the growth of what holds them: traced Python memory (memory
+   store), the database file after a WAL checkpoint (SQLite), ``used_memory`` of a
+   ``redis-server`` of its own (Redis), the table with its indexes after a ``VACUUM``
+   (PostgreSQL, a server of its own). Beside it: the store's own estimate
+   (``stats()``), the process's peak RSS, and the ids completed per second.
+2. **Consumer throughput** with each store (``bench.run``'s consume contenders, against
+   a broker and registry started with the test kit): msgs/s, CPU µs per message, peak
+   RSS, and the store's bytes per id after the run. ``--skip-consume`` leaves it out.
+3. **Cost table**: what marks take at 100 / 1,000 / 10,000 events/s for 1 h / 24 h /
+   7 d of retention, from part 1's bytes per id, planning for the top of a bucket cycle
+   (``rate × ttl × 9/8`` ids held; see ``streamkit.dedup.marks``).
 
-Starts a throwaway broker and registry with the test kit unless
-STREAMKIT_KAFKA__BOOTSTRAP_SERVERS and STREAMKIT_SCHEMA_REGISTRY__URL are set, and a
-``redis-server`` on 127.0.0.1 unless STREAMKIT_TEST_REDIS_URL is set.
+Writes ``bench/results/dedup.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
-import os
+import sqlite3
 import sys
 import tempfile
 import time
+import tracemalloc
 import uuid
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+if __package__ in (None, ""):  # run as a file: make `bench` and `tests` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.throughput import WARMUP, _cluster, _run, _settings  # noqa: E402
+from bench.common import REPO, peak_rss_bytes
 
-# name -> store URL template; {dir} is a fresh directory, {redis} the server's URL and
-# {tag} a unique name, so no contender ever sees another's keys.
-BACKENDS: dict[str, str | None] = {
-    "none": None,
-    "memory": "memory://?max_entries=1000000",
-    "sqlite": "sqlite:///{dir}/{tag}.db",
-    "sqlite-normal": "sqlite:///{dir}/{tag}.db?synchronous=NORMAL",
-    "redis": "{redis}?prefix=bench:{tag}:",
+BATCH = 500
+RATES = (100, 1_000, 10_000)  # events per second
+RETENTIONS = (("1 h", 3600), ("24 h", 86_400), ("7 d", 7 * 86_400))
+HELD = 9 / 8  # ids held at the top of a bucket cycle, per id of rate × ttl
+CONSUME = ("streamkit", "streamkit-memory", "streamkit-sqlite", "streamkit-redis")
+
+
+def _keys(count: int) -> list[str]:
+    from streamkit.dedup import scoped_key
+
+    return [scoped_key("billing-service", str(uuid.uuid4())) for _ in range(count)]
+
+
+def _fill(store: Any, count: int) -> float:
+    """Complete ``count`` fresh ids; seconds spent in the store."""
+    spent = 0.0
+    for _ in range(count // BATCH):
+        keys = _keys(BATCH)
+        started = time.perf_counter()
+        store.complete(keys)
+        spent += time.perf_counter() - started
+    return spent
+
+
+def _figures(grown: int, count: int, seconds: float, store: Any) -> dict[str, Any]:
+    stats = store.stats()
+    return {
+        "bytes_per_id": round(grown / count, 1),
+        "stats_bytes_per_id": round(stats.bytes_per_id or 0, 1),
+        "remembered_ids": stats.remembered_ids,
+        "ids_per_s": round(count / seconds),
+        "peak_rss_mib": round(peak_rss_bytes() / 2**20, 1),
+    }
+
+
+def measure_memory(count: int) -> dict[str, Any]:
+    from streamkit.dedup import MemoryDedupStore
+
+    store = MemoryDedupStore(max_entries=2 * count)
+    _fill(store, BATCH)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    seconds = _fill(store, count)  # slowed by tracing; the rate is indicative only
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    return _figures(grown, count, seconds, store)
+
+
+def measure_sqlite(count: int) -> dict[str, Any]:
+    from streamkit.dedup import SqliteDedupStore
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "dedup.db"
+        store = SqliteDedupStore(path)
+        _fill(store, BATCH)
+
+        def file_bytes() -> int:
+            with sqlite3.connect(path) as conn:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return path.stat().st_size
+
+        before = file_bytes()
+        seconds = _fill(store, count)
+        figures = _figures(file_bytes() - before, count, seconds, store)
+        store.close()
+    return figures
+
+
+def measure_redis(count: int) -> dict[str, Any]:
+    import redis
+
+    from streamkit.dedup import open_store
+    from streamkit.testing.redis import RedisServer
+
+    with RedisServer() as server:
+        client = redis.Redis.from_url(server.url)
+        store = open_store(server.url)
+        _fill(store, BATCH)
+        before = int(client.info("memory")["used_memory"])
+        seconds = _fill(store, count)
+        figures = _figures(
+            int(client.info("memory")["used_memory"]) - before, count, seconds, store
+        )
+        store.close()
+        client.close()
+    return figures
+
+
+def measure_postgresql(count: int) -> dict[str, Any]:
+    import psycopg
+
+    from streamkit.dedup import open_store
+    from streamkit.testing.postgres import PostgresServer
+
+    with PostgresServer() as server, psycopg.connect(server.url, autocommit=True) as conn:
+        store = open_store(f"{server.url}?table=dedup")
+        _fill(store, BATCH)
+
+        def table_bytes() -> int:
+            conn.execute("VACUUM dedup")  # visibility and free-space maps up to date
+            row = conn.execute("SELECT pg_total_relation_size('dedup')").fetchone()
+            assert row is not None
+            return int(row[0])
+
+        before = table_bytes()
+        seconds = _fill(store, count)
+        figures = _figures(table_bytes() - before, count, seconds, store)
+        store.close()
+    return figures
+
+
+MEASURES = {
+    "memory": "measure_memory",
+    "sqlite": "measure_sqlite",
+    "redis": "measure_redis",
+    "postgresql": "measure_postgresql",
 }
 
 
-def consume_with_dedup(env: dict[str, str], topic: str, count: int) -> tuple[float, float]:
-    """Wall and CPU seconds for an EventConsumer with ``env['store']`` to handle ``count``
-    messages (CPU: this process, librdkafka's threads included)."""
-    from streamkit.consume.consumer import EventConsumer
-    from streamkit.dedup import open_store
-
-    store = open_store(env["store"]) if env.get("store") else None
-    seen = 0
-    started = cpu_started = 0.0
-
-    def handle(_event: Any) -> None:
-        nonlocal seen, started, cpu_started
-        seen += 1
-        if seen == WARMUP:
-            started, cpu_started = time.perf_counter(), time.process_time()
-
-    try:
-        with EventConsumer([topic], handle, settings=_settings(env), dedup=store) as consumer:
-            consumer.run(max_messages=count + WARMUP, idle_timeout_s=30, handle_signals=False)
-            elapsed = time.perf_counter() - started
-            cpu = time.process_time() - cpu_started
-    finally:
-        if store is not None:
-            store.close()
-    assert seen >= count + WARMUP, f"consumed {seen} of {count + WARMUP}"
-    assert consumer.stats.duplicates_skipped == 0, "unique ids were taken for duplicates"
-    return elapsed, cpu
-
-
-def _redis_url() -> tuple[str, Any]:
-    existing = os.environ.get("STREAMKIT_TEST_REDIS_URL")
-    if existing:
-        return existing, None
-    from streamkit.testing.redis import RedisServer
-
-    server = RedisServer().start()
-    return server.url, server
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=2)
-    args = parser.parse_args()
-    multiprocessing.set_start_method("spawn")
-    env, containers = _cluster()
-    redis_url, redis_server = _redis_url()
-    best: dict[str, float] = {}
-    cpu_us: dict[str, float] = {}
-    try:
-        from streamkit.ops.admin import StreamkitAdmin, TopicSpec
-
-        admin = StreamkitAdmin(_settings(env))
-        with tempfile.TemporaryDirectory(prefix="streamkit-bench-") as scratch:
-            for round_ in range(args.rounds):
-                for name, template in BACKENDS.items():
-                    tag = f"{name}-{round_}-{uuid.uuid4().hex[:6]}"
-                    topic = f"bench-dedup-{tag}"
-                    admin.ensure_topics([TopicSpec(topic, partitions=3, replication_factor=1)])
-                    _run("floor", "produce", env, topic, args.messages + WARMUP)
-                    url = template.format(dir=scratch, redis=redis_url, tag=tag) if template else ""
-                    seconds, cpu = _run_consumer({**env, "store": url}, topic, args.messages)
-                    rate, per_msg = args.messages / seconds, cpu / args.messages * 1e6
-                    best[name] = max(best.get(name, 0.0), rate)
-                    cpu_us[name] = min(cpu_us.get(name, float("inf")), per_msg)
-                    print(
-                        f"  {name:14} round {round_ + 1}: {rate:8.0f} msgs/s "
-                        f"{per_msg:8.0f} CPU us/msg",
-                        flush=True,
-                    )
-    finally:
-        if redis_server is not None:
-            redis_server.stop()
-        for container in containers:
-            container.stop()
-    baseline, cpu_baseline = best["none"], cpu_us["none"]
-    results = {
-        name: {
-            "msgs_per_s": round(rate),
-            "ratio": round(rate / baseline, 3),
-            "cpu_us_per_msg": round(cpu_us[name], 1),
-            "cpu_ratio": round(cpu_us[name] / cpu_baseline, 3),
+def cost_table(bytes_per_id: dict[str, float]) -> list[dict[str, Any]]:
+    """Bytes of marks held per backend, rate and retention."""
+    return [
+        {
+            "backend": backend,
+            "events_per_s": rate,
+            "retention": label,
+            "bytes": round(rate * seconds * HELD * per_id),
         }
-        for name, rate in best.items()
-    }
-    print(f"\n{'dedup store':16}{'msgs/s':>10}{'x no dedup':>12}{'CPU us/msg':>12}{'x CPU':>8}")
-    for name, f in results.items():
+        for backend, per_id in bytes_per_id.items()
+        for rate in RATES
+        for label, seconds in RETENTIONS
+    ]
+
+
+def _human(size: float) -> str:
+    unit = "B"
+    for bigger in ("KB", "MB", "GB", "TB"):
+        if size < 1000:
+            break
+        size, unit = size / 1000, bigger
+    return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--ids", type=int, default=100_000, help="ids completed per store")
+    parser.add_argument("--messages", type=int, default=20_000, help="consumed per contender")
+    parser.add_argument("--warmup", type=int, default=5_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--skip-consume", action="store_true")
+    args = parser.parse_args(argv)
+    from bench import run
+
+    stores: dict[str, dict[str, Any]] = {}
+    print(f"bytes per remembered id ({args.ids:,} ids per store):", flush=True)
+    for backend, function in MEASURES.items():
+        stores[backend] = run._Process("bench.dedup_overhead", function, args.ids).result()
+        f = stores[backend]
         print(
-            f"{name:16}{f['msgs_per_s']:>10}{f['ratio']:>12.2f}"
-            f"{f['cpu_us_per_msg']:>12}{f['cpu_ratio']:>8.2f}"
+            f"  {backend:10} {f['bytes_per_id']:6.1f} B/id (stats() says {f['stats_bytes_per_id']})"
+            f"  {f['ids_per_s']:>8,} ids/s  peak RSS {f['peak_rss_mib']} MiB",
+            flush=True,
         )
+    consume: dict[str, dict[str, Any]] = {}
+    if not args.skip_consume:
+        table = {name: run.CONSUME[name] for name in ("floor", *CONSUME)}
+        with run._cluster(need_redis=True) as env:
+            consume = run._throughput(env, "consume", table, args)
+        print(
+            f"\n{'consumer':20}{'msgs/s':>10}{'x floor':>9}{'CPU µs/msg':>12}"
+            f"{'peak RSS MiB':>14}{'store B/id':>12}"
+        )
+        for name, f in consume.items():
+            if f["msgs_per_s"] is None:
+                print(f"{name:20}{'failed':>10}  {f.get('error')}")
+                continue
+            per_id = "" if f["dedup_bytes_per_id"] is None else f["dedup_bytes_per_id"]
+            print(
+                f"{name:20}{f['msgs_per_s']:>10}{f['ratio']:>9.2f}{f['cpu_us_per_msg']:>12.1f}"
+                f"{f['peak_rss_mib']:>14.1f}{per_id:>12}"
+            )
+    costs = cost_table({name: f["bytes_per_id"] for name, f in stores.items()})
+    print(f"\nmarks held (rate × ttl × 9/8 ids){'':4}" + "".join(f"{r:>10}" for r, _ in RETENTIONS))
+    for backend in stores:
+        for rate in RATES:
+            row = [c for c in costs if c["backend"] == backend and c["events_per_s"] == rate]
+            cells = "".join(f"{_human(c['bytes']):>10}" for c in row)
+            print(f"  {backend:8} {rate:>7,} events/s{'':8}{cells}")
     out = REPO / "bench" / "results" / "dedup.json"
-    document = {"consume": results, "messages": args.messages, "rounds": args.rounds}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    document = {"ids": args.ids, "stores": stores, "consume": consume, "cost": costs}
     out.write_text(json.dumps(document, indent=2) + "\n")
     print(f"\nwritten: {out.relative_to(REPO)}")
-
-
-def _run_consumer(env: dict[str, str], topic: str, count: int) -> tuple[float, float]:
-    """Run :func:`consume_with_dedup` in its own process (as throughput.py's contenders)."""
-    receive, send = multiprocessing.Pipe(duplex=False)
-    process = multiprocessing.Process(target=_child, args=(env, topic, count, send))
-    process.start()
-    send.close()
-    elapsed = receive.recv() if receive.poll(900) else (float("nan"), float("nan"))
-    process.join(60)
-    if process.exitcode != 0:
-        raise RuntimeError(f"consumer with store {env['store']!r} failed (exit {process.exitcode})")
-    return elapsed
-
-
-def _child(env: dict[str, str], topic: str, count: int, out: Any) -> None:
-    out.send(consume_with_dedup(env, topic, count))
-    out.close()
 
 
 if __name__ == "__main__":

@@ -137,6 +137,8 @@ def _throughput(
 ) -> dict[str, dict[str, Any]]:
     rates: dict[str, list[float]] = {name: [] for name in table}
     cpu: dict[str, list[float]] = {name: [] for name in table}  # µs of process CPU per record
+    rss: dict[str, list[int]] = {name: [] for name in table}  # peak RSS of each process
+    per_id: dict[str, float] = {}  # a dedup store's bytes per remembered id (last round)
     errors: dict[str, str] = {}
     for round_ in range(1, args.rounds + 1):
         shared = ""
@@ -156,13 +158,17 @@ def _throughput(
             rate = timing.count / timing.seconds
             rates[name].append(rate)
             cpu[name].append(timing.cpu_seconds / timing.count * 1e6)
+            rss[name].append(timing.peak_rss_bytes)
+            if timing.bytes_per_id is not None:
+                per_id[name] = timing.bytes_per_id
             print(
                 f"  {kind:8} {name:18} round {round_}: {rate:9.0f} msgs/s"
-                f"  {cpu[name][-1]:6.1f} µs CPU/msg",
+                f"  {cpu[name][-1]:6.1f} µs CPU/msg  {timing.peak_rss_bytes / 2**20:6.1f} MiB RSS",
                 flush=True,
             )
     floor = max(rates.get("floor") or [float("nan")])
     floor_cpu = min(cpu.get("floor") or [float("nan")])
+    floor_cpu_median = statistics.median(cpu.get("floor") or [float("nan")])
     results: dict[str, dict[str, Any]] = {}
     for name, runs in rates.items():
         if not runs:
@@ -177,6 +183,10 @@ def _throughput(
             # process CPU per record (best round): steadier than wall time on a busy host
             "cpu_us_per_msg": round(min(cpu[name]), 2),
             "cpu_ratio": round(min(cpu[name]) / floor_cpu, 3),
+            "median_cpu_us_per_msg": round(statistics.median(cpu[name]), 2),
+            "median_cpu_ratio": round(statistics.median(cpu[name]) / floor_cpu_median, 3),
+            "peak_rss_mib": round(max(rss[name]) / 2**20, 1),
+            "dedup_bytes_per_id": round(per_id[name], 1) if name in per_id else None,
             "messages": args.messages,
         }
     return results
@@ -222,15 +232,21 @@ def _latency(env: Env, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 
 def _print_table(results: dict[str, dict[str, dict[str, Any]]]) -> None:
-    print(f"\n{'':9}{'contender':20}{'msgs/s':>10}{'x floor':>9}{'CPU µs/msg':>12}{'x floor':>9}")
+    print(
+        f"\n{'':9}{'contender':20}{'msgs/s':>10}{'x floor':>9}{'CPU µs/msg':>12}{'x floor':>9}"
+        f"{'median CPU':>12}{'x floor':>9}{'peak RSS MiB':>14}{'dedup B/id':>12}"
+    )
     for kind in ("produce", "consume"):
         for name, figures in results[kind].items():
             if figures["msgs_per_s"] is None:
                 print(f"{kind:9}{name:20}{'failed':>10}  {figures.get('error')}")
             else:
+                per_id = figures["dedup_bytes_per_id"]
                 print(
                     f"{kind:9}{name:20}{figures['msgs_per_s']:>10}{figures['ratio']:>9.2f}"
                     f"{figures['cpu_us_per_msg']:>12.1f}{figures['cpu_ratio']:>9.2f}"
+                    f"{figures['median_cpu_us_per_msg']:>12.1f}{figures['median_cpu_ratio']:>9.2f}"
+                    f"{figures['peak_rss_mib']:>14.1f}{'' if per_id is None else per_id:>12}"
                 )
     if results["latency"]:
         print(

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from multiprocessing.synchronize import Event as ReadyEvent
 from typing import Any
 
@@ -60,6 +61,7 @@ def _store(env: Env, backend: str | None, directory: str) -> Any:
 
 
 def consume(env: Env, topic: str, count: int, warmup: int, backend: str | None = None) -> Timing:
+    """Handle ``count`` events after ``warmup``; with a store, its bytes per remembered id."""
     import tempfile
 
     from streamkit.consume.consumer import EventConsumer
@@ -71,14 +73,17 @@ def consume(env: Env, topic: str, count: int, warmup: int, backend: str | None =
         if clock.tick() and consumer is not None:
             consumer.stop()
 
+    bytes_per_id = None
     with tempfile.TemporaryDirectory() as directory:
         store = _store(env, backend, directory)
         consumer = EventConsumer([topic], handle, settings=_settings(env), dedup=store)
         with consumer:
             consumer.run(idle_timeout_s=60, handle_signals=False)
         if store is not None:
+            bytes_per_id = store.stats().bytes_per_id
             store.close()
-    return clock.timing(f"streamkit-{backend}" if backend else "streamkit")
+    timing = clock.timing(f"streamkit-{backend}" if backend else "streamkit")
+    return replace(timing, bytes_per_id=bytes_per_id)
 
 
 def latency_produce(env: Env, topic: str, total: int, rate: float) -> None:

@@ -160,6 +160,8 @@ class EventConsumer:
         self._metrics: ConsumerMetrics | None = (
             metrics.consumer(group) if metrics is not None else None
         )
+        if self._metrics is not None and dedup is not None:
+            self._metrics.watch_dedup(dedup)
         overrides = {"error_cb": self._on_error, "logger": log, **(config or {})}
         # Fail now, naming the cause, rather than poll an unreachable cluster forever.
         self._consumer, _ = connect(

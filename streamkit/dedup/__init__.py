@@ -1,15 +1,17 @@
 """Deduplication stores that make consumers idempotent.
 
-See :mod:`streamkit.dedup.base` for the claim → complete / release protocol and
+See :mod:`streamkit.dedup.base` for the claim → complete / release protocol,
 :func:`~streamkit.dedup.factory.open_store` for the URL schemes (``memory://``, ``sqlite:///``, ``redis://``,
-``postgresql://``). The redis and PostgreSQL backends import their optional client
-packages only when opened.
+``postgresql://``) and :mod:`streamkit.dedup.marks` for how completed ids are kept compactly
+(16-byte ids in retention buckets). The redis and PostgreSQL backends import their optional
+client packages only when opened.
 """
 
 from streamkit.dedup.base import (
     DEFAULT_CLAIM_TTL_S,
     DEFAULT_TTL_S,
     ClaimResult,
+    DedupStats,
     DedupStore,
     claim_one,
     complete_one,
@@ -28,6 +30,7 @@ __all__ = [
     "DEFAULT_CLAIM_TTL_S",
     "DEFAULT_TTL_S",
     "ClaimResult",
+    "DedupStats",
     "DedupStore",
     "MemoryDedupStore",
     "PostgresDedupStore",

@@ -32,6 +32,10 @@ make the second group skip events the first has done.
 
 Backend failures raise :class:`~streamkit.errors.DedupStoreError`, whose message
 never contains a password.
+
+The built-in stores keep completed marks compactly (16-byte ids in retention buckets,
+see :mod:`streamkit.dedup.marks`) and report what they hold with ``stats()``
+(:class:`DedupStats`).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from typing import Protocol, Self, runtime_checkable
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
 
 from streamkit.client.config import MASK, is_secret_key
+from streamkit.dedup.marks import Retention
 from streamkit.errors import DedupStoreError
 
 __all__ = [
@@ -53,6 +58,7 @@ __all__ = [
     "DEFAULT_TTL_S",
     "SCHEMES",
     "ClaimResult",
+    "DedupStats",
     "DedupStore",
     "StoreBase",
     "StoreURL",
@@ -79,6 +85,52 @@ class ClaimResult(enum.Enum):
     """The key was completed before (within retention): skip the event."""
     IN_PROGRESS = "in_progress"
     """Another claim on the key is live: do not process now, retry later."""
+
+
+@dataclass(frozen=True)
+class DedupStats:
+    """What a store remembers and what that costs (``streamkit dedup stats``).
+
+    Attributes:
+        backend: ``memory``, ``sqlite``, ``redis`` or ``postgresql``.
+        remembered_ids: completed marks held within retention (all retention series).
+        bytes_used: what holding them costs: process memory (memory store, estimated
+            from object sizes), the database file's used pages (SQLite; tables of your
+            own in the same file count too), Redis memory (estimated from
+            ``MEMORY USAGE`` of sampled keys), or the table's size on disk with its
+            indexes (PostgreSQL). None when unknown.
+        buckets: live retention buckets (see :mod:`streamkit.dedup.marks`); 0 where
+            marks expire one by one (PostgreSQL).
+        ttl_s: this store's retention.
+        bucket_s: this store's bucket width: marks live ``ttl_s`` to ``ttl_s + bucket_s``
+            (0: exactly ``ttl_s``, until a purge deletes them).
+    """
+
+    backend: str
+    remembered_ids: int
+    bytes_used: int | None
+    buckets: int
+    ttl_s: float
+    bucket_s: float
+
+    @property
+    def bytes_per_id(self) -> float | None:
+        """``bytes_used / remembered_ids``; None when either is unknown or zero."""
+        if not self.bytes_used or not self.remembered_ids:
+            return None
+        return self.bytes_used / self.remembered_ids
+
+    def as_dict(self) -> dict[str, object]:
+        """The figures as a JSON-ready dict (``bytes_per_id`` included)."""
+        return {
+            "backend": self.backend,
+            "remembered_ids": self.remembered_ids,
+            "bytes_used": self.bytes_used,
+            "bytes_per_id": None if self.bytes_per_id is None else round(self.bytes_per_id, 1),
+            "buckets": self.buckets,
+            "ttl_s": self.ttl_s,
+            "bucket_s": self.bucket_s,
+        }
 
 
 @runtime_checkable
@@ -148,12 +200,14 @@ def check_ttl(name: str, value: float) -> float:
 class StoreBase:
     """Shared plumbing of the built-in stores (package-internal).
 
-    Owner id, validated TTLs, closing, and use as a context manager.
+    Owner id, validated TTLs and their retention series, closing, use as a context
+    manager, and :meth:`stats`.
     """
 
     def __init__(self, *, claim_ttl_s: float, ttl_s: float, owner: str | None) -> None:
         self.claim_ttl_s = check_ttl("claim_ttl_s", claim_ttl_s)
         self.ttl_s = check_ttl("ttl_s", ttl_s)
+        self.retention = Retention.of(self.ttl_s)
         if owner is not None and not owner:
             raise DedupStoreError("owner must be a non-empty string")
         self._owner = owner or uuid.uuid4().hex
@@ -176,6 +230,24 @@ class StoreBase:
     def close(self) -> None:
         """Mark the store closed; subclasses release their resources too."""
         self._closed = True
+
+    def stats(self) -> DedupStats:
+        """Ids remembered and bytes used; cheap (no scan over the marks).
+
+        Raises:
+            DedupStoreError: the backend failed.
+        """
+        raise NotImplementedError
+
+    def _stats(self, backend: str, ids: int, bytes_used: int | None, buckets: int) -> DedupStats:
+        return DedupStats(
+            backend=backend,
+            remembered_ids=ids,
+            bytes_used=bytes_used,
+            buckets=buckets,
+            ttl_s=self.ttl_s,
+            bucket_s=self.retention.width_ms / 1000,
+        )
 
     def __enter__(self) -> Self:
         return self

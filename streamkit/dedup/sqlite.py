@@ -9,6 +9,16 @@ queue on ``busy_timeout`` instead of failing with ``database is locked`` half-wa
 Expired rows are treated as absent when read and deleted in bounded batches during
 claims, at most every ``purge_interval_s``.
 
+Layout: a completed mark is one row ``(bucket, 16-byte id)`` of ``streamkit_dedup_done``
+(about 25 bytes on disk; see :mod:`streamkit.dedup.marks` for ids and retention
+buckets), claims are rows of ``streamkit_dedup_claims`` with their own expiry, and
+``streamkit_dedup_buckets`` lists the retention buckets with their mark counts. A file
+written by an earlier streamkit (table ``streamkit_dedup``, one text row per key) is
+converted when a store or :func:`exactly_once` first opens it: its live marks and
+claims move into the new tables in one transaction and the old table is dropped.
+Upgrade every process that uses the file together: one still running the old version
+then fails with "no such table: streamkit_dedup" (nothing is lost; it retries).
+
 Exactly once into the same database
 -----------------------------------
 
@@ -44,12 +54,11 @@ completed marks, not claims: the transaction itself makes check and mark atomic.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Literal
@@ -59,51 +68,99 @@ from streamkit.dedup.base import (
     DEFAULT_CLAIM_TTL_S,
     DEFAULT_TTL_S,
     ClaimResult,
+    DedupStats,
     StoreBase,
     StoreURL,
     check_ttl,
 )
+from streamkit.dedup.marks import HASH_KEY_BYTES, IdCodec, Retention
 from streamkit.errors import DedupStoreError
 
-__all__ = ["TABLE", "SqliteDedupStore", "exactly_once"]
+__all__ = [
+    "BUCKETS_TABLE",
+    "CLAIMS_TABLE",
+    "DONE_TABLE",
+    "LEGACY_TABLE",
+    "META_TABLE",
+    "SqliteDedupStore",
+    "exactly_once",
+]
 
-TABLE = "streamkit_dedup"  # spelled out in the SQL below (no string-built SQL)
+# Table names, spelled out in the SQL below (no string-built SQL).
+DONE_TABLE = "streamkit_dedup_done"
+BUCKETS_TABLE = "streamkit_dedup_buckets"
+CLAIMS_TABLE = "streamkit_dedup_claims"
+META_TABLE = "streamkit_dedup_meta"
+LEGACY_TABLE = "streamkit_dedup"  # one text row per key, before streamkit 0.x's compact marks
+
 _SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS streamkit_dedup ("
-    " key TEXT PRIMARY KEY NOT NULL,"
-    " owner TEXT,"  # the claim holder; NULL once done
-    " done INTEGER NOT NULL,"  # 0 claimed, 1 completed
-    " expires_at REAL NOT NULL"  # unix seconds: claim expiry or end of retention
+    "CREATE TABLE IF NOT EXISTS streamkit_dedup_meta ("
+    " name TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL) WITHOUT ROWID",
+    # The hash key of non-uuid dedup keys (streamkit.dedup.marks), made once per file.
+    "INSERT OR IGNORE INTO streamkit_dedup_meta VALUES ('hash_key', randomblob(16))",
+    "CREATE TABLE IF NOT EXISTS streamkit_dedup_buckets ("
+    " bucket INTEGER PRIMARY KEY,"  # a small number, repeated in every mark of the bucket
+    " ttl_ms INTEGER NOT NULL,"  # the retention series
+    " start_ms INTEGER NOT NULL,"  # unix ms: marks completed from then on, for width_ms
+    " expires_at REAL NOT NULL,"  # unix s: the whole bucket is forgotten then
+    " ids INTEGER NOT NULL DEFAULT 0,"  # marks written into it (stats without a scan)
+    " UNIQUE (ttl_ms, start_ms))",
+    # ~25 bytes per mark on disk: (bucket, 16-byte id), clustered by bucket, so that an
+    # expired bucket is one contiguous range to delete.
+    "CREATE TABLE IF NOT EXISTS streamkit_dedup_done ("
+    " bucket INTEGER NOT NULL, id BLOB NOT NULL, PRIMARY KEY (bucket, id)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS streamkit_dedup_claims ("
+    " id BLOB PRIMARY KEY NOT NULL, owner TEXT NOT NULL, expires_at REAL NOT NULL"
     ") WITHOUT ROWID",
-    "CREATE INDEX IF NOT EXISTS streamkit_dedup_expires_at ON streamkit_dedup (expires_at)",
+)
+_HASH_KEY = "SELECT value FROM streamkit_dedup_meta WHERE name = 'hash_key'"
+# A batch of ids travels as one blob of 16-byte ids, split here into rows.
+_BATCH = (
+    "WITH RECURSIVE batch(i, id) AS (SELECT 0, substr(:ids, 1, 16) UNION ALL "
+    "SELECT i + 16, substr(:ids, i + 17, 16) FROM batch WHERE i + 16 < length(:ids)) "
+)
+# CROSS JOIN keeps the batch outside: one primary-key probe per id and live bucket.
+# (S608: only constant text is joined here.)
+_SELECT_DONE = (
+    _BATCH  # noqa: S608
+    + "SELECT DISTINCT d.id FROM batch CROSS JOIN streamkit_dedup_done AS d "
+    "ON d.id = batch.id WHERE d.bucket IN "
+    "(SELECT bucket FROM streamkit_dedup_buckets WHERE expires_at > :now)"
+)
+_SELECT_CLAIMS = (
+    _BATCH  # noqa: S608
+    + "SELECT c.id, c.owner, c.expires_at FROM batch CROSS JOIN "
+    "streamkit_dedup_claims AS c ON c.id = batch.id"
 )
 _UPSERT_CLAIM = (
-    "INSERT INTO streamkit_dedup (key, owner, done, expires_at) VALUES (?, ?, 0, ?) "
-    "ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, done = 0, "
-    "expires_at = excluded.expires_at"
+    "INSERT INTO streamkit_dedup_claims (id, owner, expires_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at"
 )
-# Done unless another owner holds a live claim (see streamkit.dedup.base).
-_UPSERT_DONE = (
-    "INSERT INTO streamkit_dedup (key, owner, done, expires_at) "
-    "VALUES (:key, NULL, 1, :expires_at) "
-    "ON CONFLICT (key) DO UPDATE SET owner = NULL, done = 1, expires_at = excluded.expires_at "
-    "WHERE NOT (streamkit_dedup.done = 0 AND streamkit_dedup.owner <> :owner "
-    "AND streamkit_dedup.expires_at > :now)"
+_DELETE_CLAIM = "DELETE FROM streamkit_dedup_claims WHERE id = ?"
+_RELEASE = "DELETE FROM streamkit_dedup_claims WHERE id = ? AND owner = ?"
+_NEW_BUCKET = (
+    "INSERT OR IGNORE INTO streamkit_dedup_buckets (ttl_ms, start_ms, expires_at) VALUES (?, ?, ?)"
 )
-_MARK_DONE = (
-    "INSERT INTO streamkit_dedup (key, owner, done, expires_at) VALUES (?, NULL, 1, ?) "
-    "ON CONFLICT (key) DO UPDATE SET owner = NULL, done = 1, expires_at = excluded.expires_at"
+_BUCKET = "SELECT bucket FROM streamkit_dedup_buckets WHERE ttl_ms = ? AND start_ms = ?"
+_INSERT_MARK = "INSERT OR IGNORE INTO streamkit_dedup_done (bucket, id) VALUES (?, ?)"
+_COUNT_MARKS = "UPDATE streamkit_dedup_buckets SET ids = ids + ? WHERE bucket = ?"
+_EXPIRED_BUCKETS = (
+    "SELECT bucket FROM streamkit_dedup_buckets WHERE expires_at <= ? ORDER BY bucket"
 )
-_RELEASE = "DELETE FROM streamkit_dedup WHERE key = ? AND done = 0 AND owner = ?"
-_PURGE = (
-    "DELETE FROM streamkit_dedup WHERE key IN "
-    "(SELECT key FROM streamkit_dedup WHERE expires_at <= ? LIMIT ?)"
+_PURGE_MARKS = (
+    "DELETE FROM streamkit_dedup_done WHERE bucket = ?1 AND id IN "
+    "(SELECT id FROM streamkit_dedup_done WHERE bucket = ?1 LIMIT ?2)"
 )
-_SELECT_LIVE = (
-    "SELECT key, done FROM streamkit_dedup "
-    "WHERE key IN (SELECT value FROM json_each(?)) AND expires_at > ?"
+_DROP_BUCKET = "DELETE FROM streamkit_dedup_buckets WHERE bucket = ?"
+_PURGE_CLAIMS = (
+    "DELETE FROM streamkit_dedup_claims WHERE id IN "
+    "(SELECT id FROM streamkit_dedup_claims WHERE expires_at <= ? LIMIT ?)"
 )
-_SELECT_DONE = "SELECT expires_at FROM streamkit_dedup WHERE key = ? AND done = 1"
+_STATS = "SELECT coalesce(sum(ids), 0), count(*) FROM streamkit_dedup_buckets WHERE expires_at > ?"
+_LEGACY_EXISTS = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'streamkit_dedup'"
+_LEGACY_ROWS = "SELECT key, owner, done, expires_at FROM streamkit_dedup WHERE expires_at > ?"
+_LEGACY_DROP = "DROP TABLE streamkit_dedup"
+_LEGACY_CHUNK = 10_000
 
 Synchronous = Literal["NORMAL", "FULL", "EXTRA"]
 
@@ -138,9 +195,83 @@ def _rollback(conn: sqlite3.Connection) -> None:
             conn.rollback()
 
 
-def _ensure_schema(conn: sqlite3.Connection) -> None:
+_codecs: dict[bytes, IdCodec] = {}  # per hash key: codecs cache their namespace masks
+
+
+def _ensure_schema(conn: sqlite3.Connection, retention: Retention, now: float) -> IdCodec:
+    """Create the tables if needed, move legacy rows over, and return the file's codec.
+
+    Runs inside the caller's write transaction.
+    """
     for statement in _SCHEMA:
         conn.execute(statement)
+    (hash_key,) = conn.execute(_HASH_KEY).fetchone()
+    if len(hash_key) != HASH_KEY_BYTES:
+        raise DedupStoreError(
+            f"the {META_TABLE} table holds a hash key of {len(hash_key)} bytes, not "
+            f"{HASH_KEY_BYTES} (hint: the table was edited by hand; restore it)"
+        )
+    codec = _codecs.get(hash_key)
+    if codec is None:
+        codec = _codecs[hash_key] = IdCodec(hash_key)
+    if conn.execute(_LEGACY_EXISTS).fetchone():
+        _migrate_legacy(conn, codec, retention, now)
+    return codec
+
+
+def _migrate_legacy(
+    conn: sqlite3.Connection, codec: IdCodec, retention: Retention, now: float
+) -> None:
+    """Move the live rows of the one-row-per-key table into the compact layout, then drop it.
+
+    A done row goes into the bucket of the completion its expiry implies (``expires_at
+    - ttl``), which is forgotten no earlier than the row would have been; a claim keeps
+    its owner and expiry.
+    """
+    rows = conn.execute(_LEGACY_ROWS, (now,))
+    while chunk := rows.fetchmany(_LEGACY_CHUNK):
+        by_start: dict[int, list[bytes]] = {}
+        claims: list[tuple[bytes, str, float]] = []
+        for key, owner, done, expires_at in chunk:
+            id_ = codec.id_of(key).to_bytes(16, "big")
+            if done:
+                start = retention.start_ms((expires_at * 1000) - retention.ttl_ms)
+                by_start.setdefault(start, []).append(id_)
+            else:
+                claims.append((id_, owner, expires_at))
+        for start, ids in by_start.items():
+            _insert_marks(conn, _bucket(conn, retention, start), ids)
+        conn.executemany(_UPSERT_CLAIM, claims)
+    conn.execute(_LEGACY_DROP)
+
+
+def _bucket(conn: sqlite3.Connection, retention: Retention, start_ms: int) -> int:
+    """The number of the bucket ``(ttl, start_ms)``, created if needed."""
+    expires_at = retention.expires_ms(start_ms) / 1000
+    conn.execute(_NEW_BUCKET, (retention.ttl_ms, start_ms, expires_at))
+    bucket: int = conn.execute(_BUCKET, (retention.ttl_ms, start_ms)).fetchone()[0]
+    return bucket
+
+
+def _insert_marks(conn: sqlite3.Connection, bucket: int, ids: Iterable[bytes]) -> None:
+    before = conn.total_changes
+    conn.executemany(_INSERT_MARK, ((bucket, id_) for id_ in ids))
+    added = conn.total_changes - before
+    if added:
+        conn.execute(_COUNT_MARKS, (added, bucket))
+
+
+def _mark_done(
+    conn: sqlite3.Connection, retention: Retention, now: float, ids: Iterable[bytes]
+) -> None:
+    """Remember ids as completed now (in the current bucket of ``retention``)."""
+    _insert_marks(conn, _bucket(conn, retention, retention.start_ms(now * 1000)), ids)
+
+
+def _done(conn: sqlite3.Connection, ids: list[bytes], now: float) -> set[bytes]:
+    """The ids among ``ids`` that a live bucket remembers as completed."""
+    rows = conn.execute(_SELECT_DONE, {"ids": b"".join(ids), "now": now})
+    return {row[0] for row in rows}
 
 
 @contextmanager
@@ -175,7 +306,8 @@ def exactly_once(
     Yields None (and writes nothing) when ``key`` was completed within retention;
     otherwise yields ``conn`` inside a ``BEGIN IMMEDIATE`` transaction that commits the
     block's writes together with the mark, or rolls both back when the block raises.
-    Creates the dedup table in ``conn``'s database if needed.
+    Creates the dedup tables in ``conn``'s database if needed (and moves marks of the
+    legacy one-row-per-key table into them).
 
     Args:
         conn: a connection not currently in a transaction.
@@ -188,7 +320,7 @@ def exactly_once(
         DedupStoreError: SQLite failed, the connection was already in a transaction,
             or the block committed or rolled back on its own (then no mark is written).
     """
-    ttl_s = check_ttl("ttl_s", ttl_s)
+    retention = Retention.of(check_ttl("ttl_s", ttl_s))
     what = f"exactly_once({key!r})"
     if conn.in_transaction:
         raise DedupStoreError(
@@ -201,11 +333,14 @@ def exactly_once(
     duplicate = False
     try:
         with _translated(what):
-            _ensure_schema(conn)
-            row = conn.execute(_SELECT_DONE, (key,)).fetchone()
-        duplicate = row is not None and row[0] > clock()
+            now = clock()
+            id_ = _ensure_schema(conn, retention, now).id_of(key).to_bytes(16, "big")
+            duplicate = bool(_done(conn, [id_], now))
         if duplicate:
-            conn.rollback()  # nothing to write: free the lock before the caller goes on
+            # Nothing to write: free the lock before the caller goes on (committing
+            # keeps a schema creation or legacy migration this transaction made).
+            with _translated(what):
+                conn.commit()
         else:
             yield conn
             if not conn.in_transaction:
@@ -217,7 +352,9 @@ def exactly_once(
                     "conn.commit() or conn.rollback() inside the block)"
                 )
             with _translated(what):
-                conn.execute(_MARK_DONE, (key, clock() + ttl_s))
+                # The mark replaces a claim on the key, as complete() would.
+                conn.execute(_DELETE_CLAIM, (id_,))
+                _mark_done(conn, retention, clock(), [id_])
                 conn.commit()
     except BaseException:
         _rollback(conn)
@@ -278,9 +415,9 @@ class SqliteDedupStore(StoreBase):
         # RLock: a store call made inside transaction() on the same thread gets a clear
         # error from _immediate() instead of deadlocking.
         self._lock = threading.RLock()
-        self._conn = self._connect(synchronous)
+        self._conn, self._codec = self._connect(synchronous)
 
-    def _connect(self, synchronous: Synchronous) -> sqlite3.Connection:
+    def _connect(self, synchronous: Synchronous) -> tuple[sqlite3.Connection, IdCodec]:
         what = f"opening sqlite dedup store {str(self.path)!r}"
         with _translated(what):
             # isolation_level=None: no implicit transactions; every one is explicit.
@@ -301,11 +438,11 @@ class SqliteDedupStore(StoreBase):
                     )
                 conn.execute(f"PRAGMA synchronous = {synchronous}")
             with _immediate(conn, what):
-                _ensure_schema(conn)
+                codec = _ensure_schema(conn, self.retention, self._clock())
         except BaseException:
             conn.close()
             raise
-        return conn
+        return conn, codec
 
     @classmethod
     def from_url(cls, url: StoreURL, *, owner: str | None = None) -> SqliteDedupStore:
@@ -345,50 +482,85 @@ class SqliteDedupStore(StoreBase):
         if not keys:
             self._check_open()
             return []
+        ids = self._codec.id_bytes(keys, remember=True)
         with self._write("claim") as conn:
             now = self._clock()
             self._maybe_purge(conn, now)
-            # One query for the whole batch: the keys travel as a JSON array.
-            rows = conn.execute(_SELECT_LIVE, (json.dumps(list(keys)), now))
-            live = {key: bool(done) for key, done in rows}  # unexpired rows only
+            done = _done(conn, ids, now)
+            held = {id_ for id_, _, expires_at in self._claims(conn, ids) if expires_at > now}
             results: list[ClaimResult] = []
-            new: dict[str, None] = {}
-            for key in keys:
-                if key in new:
+            new: dict[bytes, None] = {}
+            for id_ in ids:
+                if id_ in done:
+                    results.append(ClaimResult.DUPLICATE)
+                elif id_ in held or id_ in new:
                     results.append(ClaimResult.IN_PROGRESS)
-                elif key not in live:
-                    new[key] = None
-                    results.append(ClaimResult.CLAIMED)
                 else:
-                    results.append(ClaimResult.DUPLICATE if live[key] else ClaimResult.IN_PROGRESS)
+                    new[id_] = None
+                    results.append(ClaimResult.CLAIMED)
             expires_at = now + self.claim_ttl_s
-            conn.executemany(_UPSERT_CLAIM, ((key, self._owner, expires_at) for key in new))
+            conn.executemany(_UPSERT_CLAIM, ((id_, self._owner, expires_at) for id_ in new))
         return results
+
+    @staticmethod
+    def _claims(conn: sqlite3.Connection, ids: list[bytes]) -> list[tuple[bytes, str, float]]:
+        rows: list[tuple[bytes, str, float]] = conn.execute(
+            _SELECT_CLAIMS, {"ids": b"".join(ids)}
+        ).fetchall()
+        return rows
 
     def _maybe_purge(self, conn: sqlite3.Connection, now: float) -> None:
         if now < self._next_purge_at:
             return
-        deleted = conn.execute(_PURGE, (now, self._purge_batch)).rowcount
+        budget = self._purge_batch
+        deleted = 0
+        for (bucket,) in conn.execute(_EXPIRED_BUCKETS, (now,)).fetchall():
+            left = budget - deleted
+            removed = conn.execute(_PURGE_MARKS, (bucket, left)).rowcount
+            deleted += removed
+            if removed < left:  # the bucket is empty now
+                conn.execute(_DROP_BUCKET, (bucket,))
+            if deleted >= budget:
+                break
+        if deleted < budget:
+            deleted += conn.execute(_PURGE_CLAIMS, (now, budget - deleted)).rowcount
         # A full batch means more may be waiting: purge again on the next claim.
-        self._next_purge_at = now if deleted >= self._purge_batch else now + self._purge_interval_s
+        self._next_purge_at = now if deleted >= budget else now + self._purge_interval_s
 
     def complete(self, keys: Sequence[str]) -> None:
         """Mark keys done; see :class:`DedupStore`."""
         if not keys:
             self._check_open()
             return
+        ids = self._codec.id_bytes(keys)
         with self._write("complete") as conn:
             now = self._clock()
-            params = {"owner": self._owner, "now": now, "expires_at": now + self.ttl_s}
-            conn.executemany(_UPSERT_DONE, ({**params, "key": key} for key in keys))
+            claims = {id_: (owner, until) for id_, owner, until in self._claims(conn, ids)}
+            accepted: dict[bytes, None] = {}
+            for id_ in ids:
+                owner, expires_at = claims.get(id_, (self._owner, 0.0))
+                if owner == self._owner or expires_at <= now:
+                    accepted[id_] = None  # else another owner's live claim: it decides
+            conn.executemany(_DELETE_CLAIM, ((id_,) for id_ in accepted if id_ in claims))
+            _mark_done(conn, self.retention, now, accepted)
 
     def release(self, keys: Sequence[str]) -> None:
         """Drop this owner's claims on keys."""
         if not keys:
             self._check_open()
             return
+        ids = self._codec.id_bytes(keys)
         with self._write("release") as conn:
-            conn.executemany(_RELEASE, ((key, self._owner) for key in keys))
+            conn.executemany(_RELEASE, ((id_, self._owner) for id_ in ids))
+
+    def stats(self) -> DedupStats:
+        """Marks within retention (from the bucket table) and the file's used bytes."""
+        with self._write("stats") as conn:
+            ids, buckets = conn.execute(_STATS, (self._clock(),)).fetchone()
+            page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+            free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return self._stats("sqlite", ids, (pages - free) * page_size, buckets)
 
     @contextmanager
     def transaction(self, key: str) -> Iterator[sqlite3.Connection | None]:

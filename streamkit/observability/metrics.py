@@ -10,6 +10,9 @@ children per topic, so the per-record cost is a dict lookup and an increment::
     with serve_metrics(metrics, port=9400), EventProducer(settings, metrics=metrics) as p:
         ...
 
+A consumer given a dedup store also exports how many ids the store remembers
+(``streamkit_dedup_remembered_ids``, see :meth:`ConsumerMetrics.watch_dedup`).
+
 Labels are kept low-cardinality: ``topic``, ``group``, a bounded ``reason``, ``kind`` or
 ``stage``, and ``partition`` for consumer lag only — never a key or an event id. Consumer
 lag, producer queue depth and produced bytes come from librdkafka's statistics
@@ -27,9 +30,10 @@ import collections
 import contextlib
 import json
 import logging
+import math
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -54,6 +58,7 @@ EVENT_AGE_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
 )  # fmt: skip
 BYTE_STAGES = ("uncompressed", "compressed")
+DEDUP_REFRESH_S = 30.0  # least time between two reads of a dedup store's stats
 
 
 class StreamkitMetrics:
@@ -145,6 +150,13 @@ class StreamkitMetrics:
             f"{PREFIX}_rebalances",
             "Rebalance callbacks (kind: assign, revoke, lost).",
             ["group", "kind"],
+            registry=reg,
+        )
+        self.dedup_remembered_ids = Gauge(
+            f"{PREFIX}_dedup_remembered_ids",
+            "Event ids the group's dedup store remembers as completed, within retention "
+            f"(read from the store on scrape, at most every {DEDUP_REFRESH_S:.0f} s).",
+            ["group"],
             registry=reg,
         )
         self.consumer_lag = Gauge(
@@ -383,6 +395,47 @@ class ConsumerMetrics:
     def close(self) -> None:
         """Drop the lag series of this member (it left the group)."""
         self.set_lags({})
+
+    def watch_dedup(
+        self,
+        store: object,
+        *,
+        every_s: float = DEDUP_REFRESH_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Export ``store.stats().remembered_ids`` as ``streamkit_dedup_remembered_ids``.
+
+        The store is asked on scrape, at most every ``every_s`` seconds (its stats are a
+        few reads, never a scan); between reads, and while it fails, the last figure is
+        shown (NaN before the first). A store without ``stats()`` is not exported.
+        """
+        stats = getattr(store, "stats", None)
+        if callable(stats):
+            child = self._metrics.dedup_remembered_ids.labels(self.group)
+            child.set_function(_Refreshed(lambda: stats().remembered_ids, every_s, clock))
+
+
+class _Refreshed:
+    """A figure read through ``read`` at most every ``every_s`` seconds (thread-safe)."""
+
+    def __init__(
+        self, read: Callable[[], float], every_s: float, clock: Callable[[], float]
+    ) -> None:
+        self._read, self._every_s, self._clock = read, every_s, clock
+        self._lock = threading.Lock()
+        self._value = math.nan
+        self._next_at = -math.inf
+
+    def __call__(self) -> float:
+        with self._lock:
+            now = self._clock()
+            if now >= self._next_at:
+                self._next_at = now + self._every_s
+                try:
+                    self._value = float(self._read())
+                except Exception:  # a store that is down must not break the scrape
+                    log.debug("dedup store stats unavailable", exc_info=True)
+            return self._value
 
 
 class OutboxMetrics:

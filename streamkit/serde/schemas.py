@@ -26,12 +26,8 @@ from typing import Any, ClassVar, Literal, Protocol, cast
 
 from fastavro.schema import parse_schema
 
-try:  # the compiled validator, called with the schema's named types (no re-parse per record)
-    from fastavro._validation import _validate  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - pure-Python fastavro
-    from fastavro._validation_py import _validate
-
 from streamkit.errors import SchemaLoadError, SchemaValidationError
+from streamkit.serde.avro_writer import Writer, compile_writer
 from streamkit.serde.jsonschemas import JsonSchema
 from streamkit.serde.validation import Check, compile_check
 
@@ -121,6 +117,12 @@ class AvroSchema:
     def check(self) -> Check:
         """The compiled ``check(record) -> bool`` (see :mod:`streamkit.serde.validation`)."""
         return compile_check(self.parsed, self.named_types)
+
+    @cached_property
+    def writer(self) -> Writer | None:
+        """The compiled ``write(record, out) -> bool`` that checks and encodes the common
+        records in one pass, or None (see :mod:`streamkit.serde.avro_writer`)."""
+        return compile_writer(self.parsed, self.named_types)
 
     def validate(self, record: Any) -> None:
         """Check ``record``; see :func:`validate_record`."""
@@ -325,16 +327,10 @@ def _type_label(schema: Any) -> str:
     return str(schema)
 
 
-_OPTIONS = {"strict": False, "disable_tuple_notation": True}
-
-
 def _valid(datum: Any, schema: Any, named: Mapping[str, Any]) -> bool:
-    try:
-        return bool(_validate(datum, schema, named, "", False, _OPTIONS))
-    except (ValueError, TypeError, ArithmeticError):
-        # fastavro's logical-type preparation raises for some values instead of
-        # answering no (a Decimal with more places than the schema's scale).
-        return False
+    # The compiled check of this part of the schema, so that the search agrees with the
+    # record's check (compiled again here: only a refused record comes this way).
+    return compile_check(schema, named)(datum)
 
 
 def _locate(

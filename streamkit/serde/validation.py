@@ -7,31 +7,35 @@ type, in which every primitive test is inlined (``isinstance(v, str)``, an int r
 test), so a record costs one call per nested record or collection rather than one per
 field. It accepts exactly what ``fastavro.validation.validate`` accepts (same type
 rules, same logical-type preparation, missing fields read as their default or
-``None``); the property test in ``tests/unit/serde/test_validation.py`` holds it to that. It
-answers only yes or no: when the answer is no, :func:`streamkit.serde.schemas.validate_record`
-asks fastavro where and why.
+``None``), except text in a ``uuid`` field that is not a UUID (fastavro writes it, then
+cannot read it back); the property test in ``tests/unit/serde/test_validation.py`` holds
+it to that. It answers only yes or no: when the answer is no,
+:func:`streamkit.serde.schemas.validate_record` searches the record for the field.
 """
 
 from __future__ import annotations
 
 import array
-import itertools
 import numbers
+import re
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fastavro.const import INT_MAX_VALUE, INT_MIN_VALUE, LONG_MAX_VALUE, LONG_MIN_VALUE
 from fastavro.logical_writers import LOGICAL_WRITERS
 
-__all__ = ["Check", "compile_check"]
+from streamkit.serde.codegen import Source
+
+__all__ = ["IDENTITY_FOR", "PREPARE", "RANGES", "Check", "compile_check"]
 
 Check = Callable[[Any], bool]
 _NO_VALUE = None  # fastavro reads an absent field without default as None (non-strict)
-_RANGES = {"int": (INT_MIN_VALUE, INT_MAX_VALUE), "long": (LONG_MIN_VALUE, LONG_MAX_VALUE)}
+RANGES = {"int": (INT_MIN_VALUE, INT_MAX_VALUE), "long": (LONG_MIN_VALUE, LONG_MAX_VALUE)}
 # Logical types whose preparation leaves a value of the underlying type's exact class
 # unchanged (fastavro's prepare_* only convert datetime/date/time/UUID objects), so the
 # generated code may skip the call for that class: the common case.
-_IDENTITY_FOR = {
+IDENTITY_FOR = {
     "long-timestamp-millis": int,
     "long-local-timestamp-millis": int,
     "long-timestamp-micros": int,
@@ -39,8 +43,28 @@ _IDENTITY_FOR = {
     "int-date": int,
     "int-time-millis": int,
     "long-time-micros": int,
-    "string-uuid": str,
 }
+
+
+# The text str(uuid4()) makes: one regular-expression match (about 0.3 µs) where
+# uuid.UUID would take several times that; other forms go to uuid.UUID.
+_CANONICAL_UUID = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+).fullmatch
+
+
+def _prepare_uuid(datum: Any, schema: Any) -> Any:
+    """fastavro's uuid preparation, refusing text that a reader cannot parse as a UUID."""
+    if isinstance(datum, str):
+        if _CANONICAL_UUID(datum) is None:
+            uuid.UUID(datum)  # fastavro writes any text, then its reader fails on it
+        return datum
+    return LOGICAL_WRITERS["string-uuid"](datum, schema)
+
+
+# The preparation of each logical type, as fastavro's writer does it, but stricter where
+# fastavro would write a value its own reader refuses (a uuid field holding other text).
+PREPARE = {**LOGICAL_WRITERS, "string-uuid": _prepare_uuid}
 
 
 def _integral(datum: Any, low: int, high: int) -> bool:
@@ -56,28 +80,17 @@ def _real(datum: Any) -> bool:
     return isinstance(datum, numbers.Real) and not isinstance(datum, bool)
 
 
-class _Generator:
+class _Generator(Source):
     """Turns a parsed schema into the source of one module of check functions."""
 
     def __init__(self, named: Mapping[str, Any]) -> None:
-        self._named = named
-        self._functions: dict[str, str] = {}  # record name -> function name
-        self._serial = itertools.count()
-        self.lines: list[str] = []
-        self.constants: dict[str, Any] = {
+        helpers = {
             "Mapping": Mapping,
             "Sequence_or_array": (Sequence, array.array),
             "_integral": _integral,
             "_real": _real,
         }
-
-    def _name(self, prefix: str) -> str:
-        return f"_{prefix}{next(self._serial)}"
-
-    def _constant(self, value: Any) -> str:
-        name = f"_c{len(self.constants)}"
-        self.constants[name] = value
-        return name
+        super().__init__(named, helpers, "datum")
 
     def test(self, schema: Any, var: str) -> str:
         """A boolean expression testing the local name ``var`` against ``schema``."""
@@ -106,8 +119,8 @@ class _Generator:
 
     @staticmethod
     def _primitive(name: str, var: str) -> str | None:
-        if name in _RANGES:
-            low, high = _RANGES[name]
+        if name in RANGES:
+            low, high = RANGES[name]
             return (
                 f"({low} <= {var} <= {high} if type({var}) is int"
                 f" else _integral({var}, {low}, {high}))"
@@ -125,9 +138,6 @@ class _Generator:
         # Inlined at each use; only records become functions (cached by name, so a
         # recursive record calls itself).
         return self.test(self._named[name], var)
-
-    def _define(self, function: str, body: list[str]) -> None:
-        self.lines += [f"def {function}(datum):", *(f"    {line}" for line in body), ""]
 
     def _record(self, schema: dict[str, Any]) -> str:
         function = self._functions.get(schema["name"])
@@ -186,7 +196,7 @@ class _Generator:
 
     def _logical(self, schema: dict[str, Any], key: str, var: str) -> str:
         function = self._name("logical")
-        prepare = self._constant(LOGICAL_WRITERS[key])
+        prepare = self._constant(PREPARE[key])
         definition = self._constant(schema)
         underlying = {k: v for k, v in schema.items() if k != "logicalType"}
         self._define(
@@ -199,7 +209,7 @@ class _Generator:
                 f"return {self.test(underlying, 'v')}",
             ],
         )
-        exact = _IDENTITY_FOR.get(key)
+        exact = IDENTITY_FOR.get(key)
         if exact is None:
             return f"{function}({var})"
         # The common case inline: a value of the underlying class, which prepare keeps.
@@ -209,19 +219,14 @@ class _Generator:
         )
 
 
-def compile_check(parsed: Mapping[str, Any], named: Mapping[str, Any]) -> Check:
+def compile_check(parsed: Any, named: Mapping[str, Any]) -> Check:
     """Compile a fastavro-parsed schema into ``check(datum) -> bool``.
 
     Args:
-        parsed: the schema as returned by ``fastavro.parse_schema``.
+        parsed: the schema as returned by ``fastavro.parse_schema``, or a part of it.
         named: its named types (``parsed["__named_schemas"]``).
     """
     generator = _Generator(named)
     root = generator.test(parsed, "datum")
-    generator.lines += ["def check(datum):", f"    return {root}", ""]
-    namespace = dict(generator.constants)
-    # The source is built from schema structure only: names, defaults and symbols are
-    # passed in as constants, never spliced into the code.
-    exec(compile("\n".join(generator.lines), "<streamkit.serde.validation>", "exec"), namespace)  # noqa: S102
-    check: Check = namespace["check"]
+    check: Check = generator.build("check", [f"return {root}"], "<streamkit.serde.validation>")
     return check

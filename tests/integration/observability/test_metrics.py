@@ -84,6 +84,8 @@ def test_producer_and_consumer_report_to_metrics(
             timeout_s=30,
         )
         consumers.stop(consumer)
+        # The consumer exports its store's remembered ids (read at most every 30 s).
+        assert sample("streamkit_dedup_remembered_ids", group=str(group)) is not None
     assert sample("streamkit_consumed_total", **labels) == 23
     assert sample("streamkit_processed_total", **labels) == 20
     assert sample("streamkit_duplicates_skipped_total", **labels) == 2

@@ -24,15 +24,6 @@ def test_claim_expires_after_claim_ttl(memory: MemoryDedupStore, clock: FakeCloc
     assert other.claim(["k"]) == [CLAIMED]
 
 
-def test_completed_mark_expires_after_ttl(memory: MemoryDedupStore, clock: FakeClock) -> None:
-    memory.claim(["k"])
-    memory.complete(["k"])
-    clock.advance(99.9)
-    assert memory.claim(["k"]) == [DUPLICATE]
-    clock.advance(0.1)
-    assert memory.claim(["k"]) == [CLAIMED]
-
-
 def test_stale_owner_completes_only_if_nobody_took_over(
     memory: MemoryDedupStore, clock: FakeClock
 ) -> None:
@@ -48,17 +39,17 @@ def test_stale_owner_completes_only_if_nobody_took_over(
     assert third.claim(["taken"]) == [DUPLICATE]
 
 
-def test_lru_evicts_least_recently_used_completed_marks(clock: FakeClock) -> None:
-    store = MemoryDedupStore(max_entries=3, clock=clock)
-    for key in "abc":
-        store.claim([key])
-        store.complete([key])
-    assert store.claim(["a"]) == [DUPLICATE]  # a hit makes "a" recently used
-    store.claim(["d"])  # over the bound: "b" is the least recently used
+def test_the_oldest_completed_marks_are_evicted_first(clock: FakeClock) -> None:
+    store = MemoryDedupStore(max_entries=3, ttl_s=80, clock=clock)  # buckets of 10 s
+    store.complete(["a"])
+    clock.advance(10)
+    store.complete(["b", "c"])
+    assert store.claim(["a"]) == [DUPLICATE]  # a hit does not make a mark younger
+    store.claim(["d"])  # over the bound: "a", in the oldest bucket, goes
     assert store.entries == 3
-    assert store.claim(["a", "c"]) == [DUPLICATE, DUPLICATE]
+    assert store.claim(["b", "c"]) == [DUPLICATE, DUPLICATE]
     store.release(["d"])
-    assert store.claim(["b"]) == [CLAIMED]  # forgotten: processed again, not lost
+    assert store.claim(["a"]) == [CLAIMED]  # forgotten: processed again, not lost
 
 
 def test_live_claims_are_never_evicted_and_a_full_store_claims_nothing(

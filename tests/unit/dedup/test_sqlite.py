@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from streamkit.dedup import ClaimResult, SqliteDedupStore, exactly_once, open_store, scoped_key
-from streamkit.dedup.sqlite import TABLE
+from streamkit.dedup.sqlite import CLAIMS_TABLE, DONE_TABLE, LEGACY_TABLE
 from streamkit.errors import DedupStoreError
 from tests.unit.dedup.conftest import FakeClock
 
@@ -20,9 +21,12 @@ CLAIMED, DUPLICATE, IN_PROGRESS = (
 
 
 def _rows(path: Path) -> int:
-    with sqlite3.connect(path) as conn:
-        count: int = conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0]  # noqa: S608
-    return count
+    """Rows of marks and claims."""
+    with closing(sqlite3.connect(path)) as conn:
+        return sum(
+            conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
+            for table in (DONE_TABLE, CLAIMS_TABLE)
+        )
 
 
 @pytest.fixture
@@ -48,7 +52,7 @@ def test_url_options(tmp_path: Path) -> None:
         assert store._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 250
 
 
-def test_claim_and_retention_expire_by_the_clock(
+def test_claims_expire_by_the_clock(
     sqlite_store: SqliteDedupStore, other: SqliteDedupStore, clock: FakeClock
 ) -> None:
     assert sqlite_store.claim(["k", "j"]) == [CLAIMED, CLAIMED]
@@ -57,8 +61,6 @@ def test_claim_and_retention_expire_by_the_clock(
     sqlite_store.complete(["j"])
     clock.advance(0.1)
     assert other.claim(["k", "j"]) == [CLAIMED, DUPLICATE]
-    clock.advance(100)
-    assert other.claim(["j"]) == [CLAIMED]
 
 
 def test_stale_owner_completes_only_if_nobody_took_over(
@@ -185,7 +187,10 @@ def test_retention_expiry_lets_the_key_through_again(
 ) -> None:
     with app_db.transaction("e1") as conn:
         assert conn is not None
-    clock.advance(101)
+    clock.advance(99)
+    with app_db.transaction("e1") as conn:
+        assert conn is None
+    clock.advance(100 / 8 + 1)  # past the ttl and the bucket's width
     with app_db.transaction("e1") as conn:
         assert conn is not None
 
@@ -242,3 +247,79 @@ def test_transaction_under_the_consumer_key_is_the_stores_own_mark(tmp_path: Pat
     with SqliteDedupStore(tmp_path / "effects.db") as restarted:
         assert restarted.claim([key]) == [DUPLICATE]
     store.close()
+
+
+# compact layout, legacy files ------------------------------------------------------
+
+_LEGACY_SCHEMA = (  # streamkit's first layout: one text row per key
+    "CREATE TABLE streamkit_dedup (key TEXT PRIMARY KEY NOT NULL, owner TEXT,"
+    " done INTEGER NOT NULL, expires_at REAL NOT NULL) WITHOUT ROWID",
+    "CREATE INDEX streamkit_dedup_expires_at ON streamkit_dedup (expires_at)",
+)
+EVENT_KEY = scoped_key("billing", "7c9e6679-7425-40de-944b-e07fc1f90ae7")
+
+
+def _write_legacy_file(path: Path, now: float) -> None:
+    rows = [
+        (EVENT_KEY, None, 1, now + 50),  # done, 50 s of retention left
+        ("custom-key", None, 1, now + 50),
+        ("forgotten", None, 1, now - 1),  # expired before the upgrade
+        ("held", "old-member", 0, now + 5),  # claimed by a member of the old version
+    ]
+    with closing(sqlite3.connect(path)) as conn, conn:
+        for statement in _LEGACY_SCHEMA:
+            conn.execute(statement)
+        conn.executemany("INSERT INTO streamkit_dedup VALUES (?, ?, ?, ?)", rows)
+
+
+def _tables(path: Path) -> set[str]:
+    with closing(sqlite3.connect(path)) as conn:
+        return {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+
+
+def test_a_legacy_file_is_converted_and_its_marks_and_claims_honoured(
+    db_path: Path, clock: FakeClock
+) -> None:
+    _write_legacy_file(db_path, clock.now)
+    keys = [EVENT_KEY, "custom-key", "forgotten", "held"]
+    with SqliteDedupStore(db_path, ttl_s=100, clock=clock) as store:
+        assert LEGACY_TABLE not in _tables(db_path)
+        assert store.claim(keys) == [DUPLICATE, DUPLICATE, CLAIMED, IN_PROGRESS]
+        clock.advance(5)  # the old member's claim expired
+        assert store.claim(["held"]) == [CLAIMED]
+        clock.advance(44.9)  # a mark is kept at least as long as the old row said
+        assert store.claim([EVENT_KEY]) == [DUPLICATE]
+        clock.advance(100 / 8 + 0.2)  # and at most one bucket longer
+        assert store.claim([EVENT_KEY, "custom-key"]) == [CLAIMED, CLAIMED]
+
+
+def test_exactly_once_converts_a_legacy_file_too(db_path: Path, clock: FakeClock) -> None:
+    _write_legacy_file(db_path, clock.now)
+    with closing(sqlite3.connect(db_path)) as conn:
+        with exactly_once(conn, EVENT_KEY, clock=clock) as tx:
+            assert tx is None  # done before the upgrade
+        with exactly_once(conn, "forgotten", clock=clock) as tx:
+            assert tx is not None
+    assert LEGACY_TABLE not in _tables(db_path)
+
+
+def test_a_remembered_id_takes_at_most_40_bytes_on_disk(db_path: Path) -> None:
+    count, batch = 100_000, 500
+    store = SqliteDedupStore(db_path)
+    store.complete([str(uuid.uuid4()) for _ in range(batch)])  # the first pages exist
+
+    def file_bytes() -> int:
+        store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return db_path.stat().st_size
+
+    before = file_bytes()
+    for _ in range(count // batch):
+        store.complete([scoped_key("billing", str(uuid.uuid4())) for _ in range(batch)])
+    per_id = (file_bytes() - before) / count
+    stats = store.stats()
+    store.close()
+    print(f"FIGURES cost sqlite bytes_per_id={per_id:.1f} stats={stats.as_dict()}")
+    assert per_id <= 40
+    assert stats.remembered_ids == count + batch
+    assert stats.bytes_per_id is not None
+    assert stats.bytes_per_id <= 40

@@ -11,6 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from streamkit.client.config import client_config
+from streamkit.dedup import MemoryDedupStore
 from streamkit.observability.http import MetricsServer, serve_metrics
 from streamkit.observability.metrics import StreamkitMetrics
 from streamkit.settings import load_settings
@@ -31,6 +32,7 @@ EXPECTED_NAMES = {
     "streamkit_consumer_lag",
     "streamkit_produced_bytes",
     "streamkit_produced_bytes_per_event",
+    "streamkit_dedup_remembered_ids",
     "streamkit_outbox_pending_rows",
     "streamkit_outbox_oldest_pending_age_seconds",
     "streamkit_outbox_published",
@@ -226,3 +228,21 @@ def test_readiness_callable_and_user_registry() -> None:
         state["ready"] = True
         assert _get(f"{server.url}/readyz")[0] == 200
         assert "streamkit_consumer_lag" in _get(f"{server.url}/metrics")[1]
+
+
+def test_dedup_remembered_ids_are_read_from_the_store_at_most_every_interval() -> None:
+    now = [0.0]
+    metrics = StreamkitMetrics()
+    store = MemoryDedupStore()
+    metrics.consumer("billing").watch_dedup(store, every_s=30, clock=lambda: now[0])
+    metrics.consumer("plain").watch_dedup(object())  # no stats(): not exported
+    name, labels = "streamkit_dedup_remembered_ids", {"group": "billing"}
+    assert _value(metrics, name, **labels) == 0
+    store.complete(["a", "b", "c"])
+    assert _value(metrics, name, **labels) == 0  # the last read stands for 30 s
+    now[0] = 30.0
+    assert _value(metrics, name, **labels) == 3
+    store.close()  # a store that fails keeps its last figure
+    now[0] = 60.0
+    assert _value(metrics, name, **labels) == 3
+    assert _value(metrics, name, group="plain") is None

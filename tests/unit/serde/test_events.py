@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from streamkit.errors import DeserializationError, RegistryError
+from streamkit.errors import DeserializationError, RegistryError, SchemaValidationError
 from streamkit.serde.events import (
     HEADER_EVENT_ID,
     Event,
@@ -193,3 +193,26 @@ def test_envelope_id_and_time_are_read_as_written_payload_keeps_logical_types(
         decoded = decoder.decode(encoder.encode(event), topic="orders")
         assert (decoded.id, decoded.timestamp) == (event.id, timestamp)
         assert isinstance(decoded.payload["placed_at"], datetime)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda p: p.pop("order_id"), "payload.order_id"),
+        (lambda p: p.update(total_cents=1.5), "payload.total_cents"),
+        (lambda p: p["items"].append("x"), "payload.items[2]"),
+        (lambda p: p.update(coupon=3), "payload.coupon"),
+    ],
+)
+def test_the_encoder_refuses_a_bad_record_naming_the_field(
+    envelope_schema: AvroSchema, mutate: Any, field: str
+) -> None:
+    encoder = EventEncoder(envelope_schema, 7)
+    payload = order(1)
+    good = encoder.encode_record(encoder.record_of(payload, "OrderPlaced", new_event_id(), 1))
+    assert good.startswith(frame(7, b""))
+    mutate(payload)
+    record = encoder.record_of(payload, "OrderPlaced", new_event_id(), 1)
+    with pytest.raises(SchemaValidationError) as caught:
+        encoder.encode_record(record)
+    assert caught.value.field == field

@@ -129,6 +129,11 @@ def test_fuzz_schemas_accept_their_valid_records(schema: AvroSchema) -> None:
     record = (
         VALID
         if schema is EVERYTHING
-        else {"id": "e-1", "timestamp": 1, "type": "OrderPlaced", "payload": order(1)}
+        else {
+            "id": "00000000-0000-4000-8000-000000000001",
+            "timestamp": 1,
+            "type": "OrderPlaced",
+            "payload": order(1),
+        }
     )
     assert schema.check(record)
