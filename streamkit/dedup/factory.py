@@ -3,7 +3,8 @@
 Backends are chosen by URL with :func:`open_store`::
 
     memory://?max_entries=100000      bounded LRU + TTL, one process
-    sqlite:///var/lib/app/dedup.db    one file, several processes on one host
+    sqlite:///dedup.db                one file, several processes on one host; relative
+    sqlite:////var/lib/app/dedup.db   to the working directory, or absolute (4 slashes)
     redis://:password@host:6379/0     shared by every member of a consumer group
 
 Every URL accepts ``ttl=S`` and ``claim_ttl=S`` (seconds), which override the keyword
@@ -43,7 +44,8 @@ def parse_store_url(url: str, *, claim_ttl_s: float, ttl_s: float) -> StoreURL:
     except ValueError as exc:
         raise DedupStoreError(
             f"dedup store URL {mask_url(url)!r} cannot be parsed: {exc} "
-            "(hint: use memory://, sqlite:///abs/path.db or redis://host:port/db)"
+            "(hint: use memory://, sqlite:///relative.db, sqlite:////abs/path.db or "
+            "redis://host:port/db)"
         ) from None
     parsed = StoreURL(
         url,
@@ -67,8 +69,9 @@ def open_store(
     """Open the deduplication store a URL names.
 
     Args:
-        url: ``memory://?max_entries=N``, ``sqlite:///abs/path.db``,
-            ``redis://[:password@]host:port/db`` or ``rediss://...``; each accepts
+        url: ``memory://?max_entries=N``, ``sqlite:///relative.db`` (working
+            directory), ``sqlite:////abs/path.db``, ``redis://[:password@]host:port/db``
+            or ``rediss://...``; each accepts
             ``ttl=S`` and ``claim_ttl=S`` query parameters, which win over the keywords.
         claim_ttl_s: seconds after which an uncompleted claim expires.
         ttl_s: seconds a completed key is remembered.
@@ -95,7 +98,8 @@ def open_store(
         return RedisDedupStore.from_url(parsed, owner=owner)
     raise parsed.error(
         f"unknown scheme {scheme!r}",
-        "use memory://, sqlite:///abs/path.db, redis://host:port/db or rediss://",
+        "use memory://, sqlite:///relative.db, sqlite:////abs/path.db, redis://host:port/db "
+        "or rediss://",
     )
 
 
