@@ -24,7 +24,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from streamkit.client.config import client_config
 from streamkit.client.connect import connect
-from streamkit.client.diagnose import translate_kafka_error
+from streamkit.client.diagnose import kafka_errors, translate_kafka_error
 from streamkit.consume.processing import (
     ConsumerStats,
     DeadLetter,
@@ -273,9 +273,13 @@ class EventConsumer:
         previous = (
             install_stop_signals(self.stop, f"consumer {self.group_id}") if handle_signals else {}
         )
-        self._consumer.subscribe(
-            self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
-        )
+        with kafka_errors("subscribe", group=self.group_id):
+            self._consumer.subscribe(
+                self.topics,
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
         last_message = time.monotonic()
         try:
             while not self._stopping.is_set():

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError
 
-from streamkit.client.diagnose import translate_kafka_error
+from streamkit.client.diagnose import kafka_errors, translate_kafka_error
 from streamkit.errors import AuthorizationError
 from streamkit.serde.events import HEADER_EVENT_ID, Headers, RawHeaders, header_value
 from streamkit.settings import ConsumerSettings
@@ -120,12 +120,13 @@ def take_batch(consumer: BatchSource, size: int, timeout_s: float) -> list[Any]:
     events every message would wait the whole timeout. This returns as soon as one
     arrived and still batches under load.
     """
-    first = consumer.poll(timeout_s)
-    if first is None:
-        return []
-    if size <= 1:
-        return [first]
-    return [first, *consumer.consume(size - 1, 0)]
+    with kafka_errors("consume"):
+        first = consumer.poll(timeout_s)
+        if first is None:
+            return []
+        if size <= 1:
+            return [first]
+        return [first, *consumer.consume(size - 1, 0)]
 
 
 def install_stop_signals(stop: Callable[[], None], who: str) -> dict[int, Any]:

@@ -40,7 +40,7 @@ from typing import Any, NamedTuple, Self
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from streamkit.client.config import client_config
-from streamkit.client.diagnose import translate_kafka_error
+from streamkit.client.diagnose import kafka_errors, translate_kafka_error
 from streamkit.consume.processing import (
     backoff_delays,
     dead_letter,
@@ -216,7 +216,8 @@ class TransactionalProcessor:
         previous = (
             install_stop_signals(self.stop, f"processor {self.group_id}") if handle_signals else {}
         )
-        self._consumer.subscribe(self.topics)
+        with kafka_errors("subscribe", group=self.group_id):
+            self._consumer.subscribe(self.topics)
         last_input = time.monotonic()
         try:
             while not self._stopping.is_set():

@@ -24,7 +24,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, cast
 
-from fastavro.schema import parse_schema
+from fastavro.schema import UnknownType, parse_schema
 
 try:  # the compiled validator, called with the schema's named types (no re-parse per record)
     from fastavro._validation import _validate  # type: ignore[attr-defined]
@@ -253,6 +253,42 @@ def _inline(node: Any, namespace: str, known: Mapping[str, dict[str, Any]], seen
     return copy
 
 
+def _reference_path(node: Any, namespace: str, wanted: str, path: str) -> str | None:
+    """The field path at which ``node`` refers to the named type ``wanted``."""
+    if isinstance(node, str):
+        full = node if "." in node or not namespace else f"{namespace}.{node}"
+        return path or "<root>" if wanted in (node, full) else None
+    branches: list[tuple[Any, str]] = []
+    if isinstance(node, list):
+        branches = [(branch, path) for branch in node]
+    elif isinstance(node, dict):
+        if node.get("type") in _NAMED_TYPES and "name" in node:
+            namespace = _full_name(node, namespace).rpartition(".")[0]
+        branches = [
+            (item.get("type"), f"{path}.{item['name']}" if path else str(item["name"]))
+            for item in node.get("fields", ())
+        ]
+        branches += [(node[key], f"{path}[]") for key in ("items", "values") if key in node]
+        if node.get("type") not in (*_NAMED_TYPES, None):  # {"type": "Currency"}, unions
+            branches.append((node["type"], path))
+    for branch, branch_path in branches:
+        found = _reference_path(branch, namespace, wanted, branch_path)
+        if found is not None:
+            return found
+    return None
+
+
+def _undefined(exc: UnknownType, raw: dict[str, Any], root: Path) -> str:
+    name = str(exc.name)
+    field_path = _reference_path(raw, "", name, "")
+    where = f" by field {field_path!r}" if field_path else ""
+    return (
+        f"type {name!r} is referenced{where} of {_full_name(raw, '')} but defined in no "
+        f"schema under {str(root)!r} (hint: add the .avsc file that defines {name}, or fix "
+        "the name or its namespace)"
+    )
+
+
 def _read(path: Path) -> dict[str, Any]:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
@@ -282,7 +318,9 @@ def load_schemas(directory: str | Path = "schemas") -> SchemaSet:
         definition = _inline(raw, "", known, set())
         try:
             parsed = cast(dict[str, Any], parse_schema(definition))
-        except Exception as exc:  # fastavro raises UnknownType, SchemaParseException, ...
+        except UnknownType as exc:
+            raise SchemaLoadError(_undefined(exc, raw, root), path=str(path)) from exc
+        except Exception as exc:  # fastavro raises SchemaParseException, ...
             raise SchemaLoadError(f"cannot parse schema: {exc}", path=str(path)) from exc
         name = _full_name(raw, "")
         schemas[name] = AvroSchema(name=name, definition=definition, parsed=parsed, path=path)
