@@ -266,7 +266,8 @@ class EventConsumer:
         """Consume until :meth:`stop`, SIGTERM/SIGINT, or a bound is reached.
 
         Args:
-            max_messages: return after this many messages were consumed.
+            max_messages: return after exactly this many messages were consumed
+                (handled and committed; no message beyond them is taken).
             idle_timeout_s: return after this long without any message.
             handle_signals: install SIGTERM/SIGINT handlers (main thread only).
         """
@@ -283,7 +284,10 @@ class EventConsumer:
         last_message = time.monotonic()
         try:
             while not self._stopping.is_set():
-                messages = take_batch(self._consumer, self._batch_size, _POLL_TIMEOUT_S)
+                size = self._batch_size
+                if max_messages is not None:  # exact: never take more than are wanted
+                    size = min(size, max_messages - self.stats.consumed)
+                messages = take_batch(self._consumer, size, _POLL_TIMEOUT_S)
                 if messages:
                     last_message = time.monotonic()
                     self._process(messages)
@@ -340,14 +344,7 @@ class EventConsumer:
         waits = itertools.chain(backoff_delays(self.settings.consumer), itertools.repeat(cap))
         while True:
             try:
-                return self._decoder.decode(
-                    message.value(),
-                    topic=message.topic() or "",
-                    partition=message.partition(),
-                    offset=message.offset(),
-                    key=message.key(),
-                    headers=message.headers(),
-                )
+                return self._decoder.decode_message(message)
             except DeserializationError as exc:
                 return exc
             except RegistryError as exc:
@@ -503,6 +500,9 @@ class EventConsumer:
             message.offset(),
             letter.topic,
             error,
+            # A handler failure's traceback, once: here, after its last attempt (the
+            # retries before logged one line each). An undecodable message has none.
+            exc_info=error if attempts else None,
         )
         self._send_dead_letter(letter)
         self.stats.dead_lettered += 1

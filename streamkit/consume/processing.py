@@ -21,7 +21,7 @@ from confluent_kafka import KafkaError
 
 from streamkit.client.diagnose import kafka_errors, translate_kafka_error
 from streamkit.errors import AuthorizationError
-from streamkit.serde.events import HEADER_EVENT_ID, Headers, RawHeaders, header_value
+from streamkit.serde.events import HEADER_EVENT_ID, Consumed, Headers, header_value
 from streamkit.settings import ConsumerSettings
 
 log = logging.getLogger(__name__)
@@ -49,15 +49,7 @@ DLQ_HEADERS = (
 _MAX_REASON = 2000
 
 
-class KafkaMessage(Protocol):
-    """The parts of ``confluent_kafka.Message`` the consumers use."""
-
-    def topic(self) -> str | None: ...
-    def partition(self) -> int | None: ...
-    def offset(self) -> int | None: ...
-    def key(self) -> bytes | None: ...
-    def value(self) -> bytes | None: ...
-    def headers(self) -> RawHeaders: ...
+KafkaMessage = Consumed  # the parts of ``confluent_kafka.Message`` the consumers use
 
 
 HANDLER_SECONDS_KEPT = 10_000

@@ -269,14 +269,7 @@ class TransactionalProcessor:
     def _process_one(self, message: Message) -> int:
         """Produce the outputs of one input (or its dead letter); return how many."""
         try:
-            event = self._decoder.decode(
-                message.value(),
-                topic=message.topic() or "",
-                partition=message.partition(),
-                offset=message.offset(),
-                key=message.key(),
-                headers=message.headers(),
-            )
+            event = self._decoder.decode_message(message)
         except DeserializationError as exc:
             self._dead_letter(message, exc, attempts=0)
             return 0
@@ -351,6 +344,7 @@ class TransactionalProcessor:
             message.offset(),
             letter.topic,
             error,
+            exc_info=error if attempts else None,  # a transform failure's traceback, once
         )
         self._produce(letter.topic, letter.value, letter.key, letter.headers)
         self.stats.dead_lettered += 1
