@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import DeserializingConsumer
+from confluent_kafka import Consumer, DeserializingConsumer, TopicPartition
 from confluent_kafka.serialization import Deserializer, StringDeserializer
 
 from streamkit.client.config import client_config
@@ -55,6 +55,18 @@ def deserialized_values(
     finally:
         consumer.close()
     return values
+
+
+def committed_offsets(
+    settings: StreamkitSettings, group: str, topic: str, partitions: int = 1
+) -> dict[int, int]:
+    """The offsets ``group`` committed on each partition of ``topic`` (-1001: none)."""
+    probe = Consumer({**client_config(settings, "consumer"), "group.id": group})
+    try:
+        found = probe.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=30)
+    finally:
+        probe.close()
+    return {tp.partition: tp.offset for tp in found}
 
 
 @pytest.fixture(scope="session")
