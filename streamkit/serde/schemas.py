@@ -169,6 +169,10 @@ class SchemaSet(Mapping[str, ValueSchema]):
     def __iter__(self) -> Iterator[str]:
         return iter(self._schemas)
 
+    def __contains__(self, name: object) -> bool:
+        # Mapping's default asks __getitem__, whose miss is a SchemaLoadError, not a KeyError.
+        return name in self._schemas
+
     def __len__(self) -> int:
         return len(self._schemas)
 
@@ -366,7 +370,9 @@ _OPTIONS = {"strict": False, "disable_tuple_notation": True}
 def _valid(datum: Any, schema: Any, named: Mapping[str, Any]) -> bool:
     try:
         return bool(_validate(datum, schema, named, "", False, _OPTIONS))
-    except (ValueError, TypeError, ArithmeticError):  # a logical type that cannot convert
+    except (ValueError, TypeError, ArithmeticError):
+        # fastavro's logical-type preparation raises for some values instead of
+        # answering no (a Decimal with more places than the schema's scale).
         return False
 
 

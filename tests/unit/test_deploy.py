@@ -94,13 +94,13 @@ exit 1
             "streamkit/kafka:4.1.1 streamkit/apicurio-registry:3.3.3",
             "http://127.0.0.1:8081/apis/ccompat/v7",
             "(kafka schema-registry)",
-            ["Prometheus", "Grafana", "--metrics-port"],
+            ["Prometheus", "Grafana", "PostgreSQL", "Jaeger", "OTEL_", "--metrics-port"],
         ),
         (
             "apache/kafka:4.1.1 confluentinc/cp-schema-registry:8.0.0 prom/prometheus:v3.5.0",
             "http://127.0.0.1:8081\n",
             "(kafka schema-registry prometheus)",
-            ["Grafana"],
+            ["Grafana", "PostgreSQL", "Jaeger"],
         ),
     ],
 )

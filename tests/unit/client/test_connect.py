@@ -8,6 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+pytest.importorskip("cryptography", reason="the test certificates need streamkit[testing]")
+
 from confluent_kafka import KafkaError, KafkaException
 
 from streamkit.client.connect import ConnectionWatch, check_connection, refine
