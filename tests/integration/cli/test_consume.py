@@ -240,8 +240,10 @@ def test_logical_types_round_trip_consume_into_produce(
         timeout=120,
     )
     assert consume.stdout is not None
+    assert consume.stderr is not None
     consume.stdout.close()
-    assert consume.wait(timeout=60) == 0
+    with consume.stderr:
+        assert consume.wait(timeout=60) == 0, consume.stderr.read()
     assert produce.returncode == 0, produce.stderr
     assert len(produce.stdout.splitlines()) == 2
     received: list[Any] = []
