@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
+import importlib
 import sys
+import types
 
 import pytest
 
+import streamkit.cli
 from streamkit._extras import require
 from streamkit.dedup.factory import open_store
 from streamkit.errors import ConfigError, MissingExtraError, StreamkitError
@@ -40,6 +42,8 @@ def test_a_missing_module_names_its_extra(
 def test_a_dedup_store_without_its_extra_fails_like_every_other_missing_extra(
     monkeypatch: pytest.MonkeyPatch, url: str, hidden: str, extra: str, module: str
 ) -> None:
+    if hidden == "psycopg_pool":  # psycopg itself present, whether installed or not
+        monkeypatch.setitem(sys.modules, "psycopg", types.ModuleType("psycopg"))
     monkeypatch.setitem(sys.modules, hidden, None)  # import fails as if not installed
     with pytest.raises(MissingExtraError) as caught:
         open_store(url)
@@ -56,12 +60,14 @@ def test_a_dedup_store_without_its_extra_fails_like_every_other_missing_extra(
     assert error.env_vars == (f"streamkit[{extra}]",)
 
 
-def test_the_command_without_the_cli_extra_prints_the_install_line() -> None:
-    # In a fresh interpreter, as the console script runs: once a test has imported the
-    # submodule streamkit.cli.main, the package attribute ``main`` is that module.
-    code = "import sys; sys.modules['typer'] = None; from streamkit.cli import main; main()"
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert done.returncode == 2
-    assert "pip install 'streamkit[cli]'" in done.stderr
+def test_the_command_without_the_cli_extra_prints_the_install_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Importing the submodule streamkit.cli.main (other tests do) rebinds the package's
+    # name ``main`` to it; reloading the package brings back the console-script function.
+    entry = importlib.reload(streamkit.cli).main
+    monkeypatch.setitem(sys.modules, "typer", None)
+    with pytest.raises(SystemExit) as exited:
+        entry()
+    assert exited.value.code == 2
+    assert "pip install 'streamkit[cli]'" in capsys.readouterr().err
