@@ -9,7 +9,9 @@
 # test kit's images (streamkit/kafka:4.1.1, streamkit/apicurio-registry:3.3.3, built by
 # `make images` where no image registry is reachable). PostgreSQL, Prometheus and Grafana are left out,
 # with a note, when neither present nor pullable.
-# COMPOSE overrides the compose command (default: docker-compose, else `docker compose`).
+# COMPOSE overrides the compose command (default: docker-compose, else `docker compose`);
+# REGISTRY_WAIT_S bounds the wait for the registry (default 120 s). The banner lists the
+# services started and the registry URL to use (Apicurio serves it under /apis/ccompat/v7).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -73,25 +75,43 @@ kafka="127.0.0.1:${KAFKA_PORT:-9092}"
 registry="http://127.0.0.1:${REGISTRY_PORT:-8081}"
 [[ "$REGISTRY_IMAGE" == *cp-schema-registry* ]] || registry="$registry/apis/ccompat/v7"
 say "waiting for the schema registry at $registry (it needs Kafka first) ..."
-for _ in $(seq 1 120); do
+for _ in $(seq 1 "${REGISTRY_WAIT_S:-120}"); do
     if python3 -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + '/subjects', timeout=2)" "$registry" 2>/dev/null; then
         break
     fi
     sleep 1
 done
 
+has() { [[ " ${services[*]} " == *" $1 "* ]]; }
+echo "streamkit stack is up (${services[*]}):"
+echo "  Kafka            $kafka"
+echo "  schema registry  $registry   ($REGISTRY_IMAGE)"
+if has postgres; then
+    echo "  PostgreSQL       postgresql://streamkit:${POSTGRES_PASSWORD:-streamkit}@127.0.0.1:${POSTGRES_PORT:-5432}/streamkit"
+fi
+if has prometheus; then
+    echo "  Prometheus       http://127.0.0.1:${PROMETHEUS_PORT:-9090}   (scrapes 127.0.0.1:9400-9402)"
+fi
+if has grafana; then
+    echo "  Grafana          http://127.0.0.1:${GRAFANA_PORT:-3000}   (dashboard \"streamkit\")"
+fi
+if has jaeger; then
+    echo "  Jaeger           http://127.0.0.1:${JAEGER_UI_PORT:-16686}  (traces; OTLP/HTTP on 127.0.0.1:${JAEGER_OTLP_HTTP_PORT:-4318})"
+fi
+metrics=""
+has prometheus && metrics=" --metrics-port 9400"
 cat <<MSG
-streamkit stack is up (${services[*]}):
-  Kafka            $kafka
-  schema registry  $registry
-  PostgreSQL       postgresql://streamkit:${POSTGRES_PASSWORD:-streamkit}@127.0.0.1:${POSTGRES_PORT:-5432}/streamkit   (if started)
-  Prometheus       http://127.0.0.1:${PROMETHEUS_PORT:-9090}   (scrapes 127.0.0.1:9400-9402)
-  Grafana          http://127.0.0.1:${GRAFANA_PORT:-3000}   (dashboard "streamkit")
-  Jaeger           http://127.0.0.1:${JAEGER_UI_PORT:-16686}  (traces; OTLP/HTTP on 127.0.0.1:${JAEGER_OTLP_HTTP_PORT:-4318})
-Run the demo against it, metrics on the port Prometheus scrapes, traces to Jaeger
-(needs the otel extra: .venv/bin/pip install -e '.[otel]'):
-  STREAMKIT_KAFKA__BOOTSTRAP_SERVERS=$kafka STREAMKIT_SCHEMA_REGISTRY__URL=$registry \\
-  OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:${JAEGER_OTLP_HTTP_PORT:-4318} \\
-    .venv/bin/streamkit demo --metrics-port 9400 --serve-after 30
+Point a service or the demo at it (these are the URLs of the registry that was started):
+  export STREAMKIT_KAFKA__BOOTSTRAP_SERVERS=$kafka
+  export STREAMKIT_SCHEMA_REGISTRY__URL=$registry
+MSG
+if has jaeger; then
+    cat <<MSG
+Traces to Jaeger need the otel extra (.venv/bin/pip install -e '.[otel]'):
+  export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:${JAEGER_OTLP_HTTP_PORT:-4318}
+MSG
+fi
+cat <<MSG
+  .venv/bin/streamkit demo$metrics --serve-after 30
 Stop it with: make down
 MSG

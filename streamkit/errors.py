@@ -8,6 +8,7 @@ tokens), because exceptions end up in logs.
 
     StreamkitError
     ├── ConfigError (ValueError)           bad settings, every wrong field named
+    │   └── MissingExtraError (ImportError) an optional dependency is not installed
     ├── SchemaError
     │   ├── SchemaLoadError                 unreadable .avsc, unresolved named type
     │   ├── SchemaValidationError (ValueError)
@@ -24,9 +25,8 @@ tokens), because exceptions end up in logs.
     │   │                                   host name mismatch, TLS/plaintext mismatch
     │   └── AuthorizationError              an ACL denies the operation
     ├── DedupStoreError                     the deduplication store failed
-    ├── OutboxError                         the transactional outbox could not be
-    │                                       written, or its relay cannot reach the database
-    └── MissingExtraError (ImportError)     an optional dependency is not installed
+    └── OutboxError                         the transactional outbox could not be
+                                            written, or its relay cannot reach the database
 
 librdkafka errors are translated into this hierarchy in one place,
 :func:`streamkit.client.diagnose.translate_kafka_error`; the translated error keeps the
@@ -271,14 +271,22 @@ class OutboxError(StreamkitError):
     """An outbox row could not be written, or the relay could not read or mark rows."""
 
 
-class MissingExtraError(StreamkitError, ImportError):
-    """An optional dependency is missing; the message names the ``pip install`` line."""
+class MissingExtraError(ConfigError, ImportError):
+    """An optional dependency is missing; the message names the ``pip install`` line.
+
+    A :class:`ConfigError` (the install does not fit what the settings or the code ask
+    for, found at start-up) and an :class:`ImportError` (``name`` is the module); its one
+    problem is filed under ``streamkit[<extra>]``.
+    """
 
     def __init__(self, *, extra: str, module: str) -> None:
         self.extra = extra
         self.install = f"pip install 'streamkit[{extra}]'"
-        super().__init__(
+        message = (
             f"this needs the {module!r} package of the streamkit[{extra}] extra, which is "
-            f"not installed (hint: {self.install})",
-            name=module,
+            "not installed"
         )
+        super().__init__([ConfigProblem(f"streamkit[{extra}]", message, self.install)])
+        # One line, not ConfigError's settings summary: no setting is wrong.
+        self.args = (f"{message} (hint: {self.install})",)
+        self.name = module

@@ -5,24 +5,37 @@ is ``STREAMKIT_SECURITY__SASL_USERNAME``. A ``.env`` file in the working directo
 read too (environment variables win). Secrets are :class:`pydantic.SecretStr`.
 
 Load with :func:`load_settings`, which turns every validation failure into one
-:class:`~streamkit.errors.ConfigError` naming each wrong variable.
+:class:`~streamkit.errors.ConfigError` naming each wrong variable. A ``STREAMKIT_*``
+variable (or ``.env`` line) that names no setting is one of those failures, with the
+closest setting suggested, so that a typo never silently leaves a default in place;
+:data:`IGNORE_UNKNOWN_VAR` lists variables a service defines under the same prefix.
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
 import os
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
-from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from streamkit.errors import ConfigError, ConfigProblem
 
 __all__ = [
+    "IGNORE_UNKNOWN_VAR",
+    "NOT_SETTINGS",
     "ConsumerSettings",
     "DedupSettings",
     "KafkaSettings",
@@ -34,10 +47,33 @@ __all__ = [
     "StreamkitSettings",
     "env_var_name",
     "load_settings",
+    "unknown_variables",
 ]
 
 ENV_PREFIX = "STREAMKIT_"
 ENV_DELIMITER = "__"
+ENV_FILE = ".env"
+IGNORE_UNKNOWN_VAR = "STREAMKIT_IGNORE_UNKNOWN"
+"""``1`` (or ``true``) turns the unknown-variable check off; otherwise a comma-separated
+list of variable names, each may end in ``*`` for a prefix (``STREAMKIT_MYAPP_*``)."""
+NOT_SETTINGS_PREFIX = "STREAMKIT_TEST_"
+"""Variables of the test kit (``STREAMKIT_TEST_REDIS_URL``, ...): never settings."""
+NOT_SETTINGS = frozenset(
+    {
+        IGNORE_UNKNOWN_VAR,
+        # scripts/ensure-docker.sh
+        "STREAMKIT_DOCKERD_LOG",
+        "STREAMKIT_DOCKERD_TIMEOUT",
+        "STREAMKIT_DOCKER_STORAGE_DRIVER",
+        # streamkit/testing/images/build-images.sh
+        "STREAMKIT_CACHE_DIR",
+        "STREAMKIT_DEBIAN_MIRROR",
+        "STREAMKIT_IMAGE_PULL",
+        "STREAMKIT_PULL_TIMEOUT",
+        "STREAMKIT_REBUILD",
+    }
+)
+"""``STREAMKIT_*`` variables of streamkit's own tooling, which are not settings."""
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
@@ -488,6 +524,25 @@ class ConsumerSettings(_Section):
         problems.raise_if_any()
         return self
 
+    def require_group(self) -> str:
+        """The group id, for code that consumes as a group.
+
+        Raises:
+            ConfigError: no group id is set.
+        """
+        if self.group_id is None:
+            raise ConfigError(
+                [
+                    ConfigProblem(
+                        env_var_name("consumer", "group_id"),
+                        "is required to consume as a group",
+                        "name the consumer group, e.g. billing-service, or use "
+                        'settings.with_group("billing-service")',
+                    )
+                ]
+            )
+        return self.group_id
+
 
 class DedupSettings(_Section):
     """Which deduplication store idempotent consumers use."""
@@ -495,7 +550,8 @@ class DedupSettings(_Section):
     url: str | None = Field(
         default=None,
         description=(
-            "memory://?max_entries=N&ttl=S, sqlite:///path.db, redis://host:port/db or "
+            "memory://?max_entries=N&ttl=S, sqlite:///relative.db, sqlite:////abs/path.db, "
+            "redis://host:port/db or "
             "postgresql://user:password@host:port/db?table=streamkit_dedup."
         ),
     )
@@ -513,8 +569,8 @@ class DedupSettings(_Section):
                 problems.add(
                     "url",
                     f"has unknown scheme {scheme!r}",
-                    "use memory://, sqlite:///path.db, redis://host:port/db or "
-                    "postgresql://user:password@host:port/db",
+                    "use memory://, sqlite:///relative.db, sqlite:////abs/path.db, "
+                    "redis://host:port/db or postgresql://user:password@host:port/db",
                 )
         problems.raise_if_any()
         return self
@@ -590,7 +646,7 @@ class StreamkitSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         env_nested_delimiter=ENV_DELIMITER,
-        env_file=".env",
+        env_file=ENV_FILE,
         env_file_encoding="utf-8",
         extra="ignore",
         frozen=True,
@@ -607,34 +663,147 @@ class StreamkitSettings(BaseSettings):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
 
+    def with_group(self, group_id: str) -> StreamkitSettings:
+        """A copy with ``consumer.group_id`` set, validated like the environment's.
 
-def _problems_of(error: ValidationError) -> list[ConfigProblem]:
+        Raises:
+            ConfigError: the group id is empty.
+        """
+        values = {**self.consumer.model_dump(), "group_id": group_id}
+        try:
+            consumer = ConsumerSettings.model_validate(values)
+        except ValidationError as exc:
+            raise ConfigError(_problems_of(exc, "consumer")) from None
+        return self.model_copy(update={"consumer": consumer})
+
+
+@functools.cache
+def _setting_variables() -> tuple[frozenset[str], tuple[str, ...]]:
+    """Every variable that names a setting or a whole section, and the
+    ``..._EXTRA__`` prefixes under which any key is a dict entry."""
+    names: set[str] = set()
+    dict_prefixes: list[str] = []
+    for section, info in StreamkitSettings.model_fields.items():
+        names.add(env_var_name(section))  # the whole section as one JSON object
+        model = info.annotation
+        assert isinstance(model, type)
+        assert issubclass(model, BaseModel)
+        for field, field_info in model.model_fields.items():
+            names.add(env_var_name(section, field))
+            if field_info.annotation == ExtraConfig:
+                dict_prefixes.append(env_var_name(section, field) + ENV_DELIMITER)
+    return frozenset(names), tuple(dict_prefixes)
+
+
+def _closest(name: str, candidates: Iterable[str]) -> str | None:
+    """The setting a misspelt variable most likely meant."""
+    fields = {c.removeprefix(ENV_PREFIX): c for c in candidates if ENV_DELIMITER in c}
+    wanted = name.removeprefix(ENV_PREFIX)
+    for short, candidate in sorted(fields.items()):
+        if short.replace("_", "") == wanted.replace("_", ""):
+            return candidate
+    # Compared without the prefix, which every candidate shares and would make any
+    # name look close.
+    matches = difflib.get_close_matches(wanted, sorted(fields), n=1, cutoff=0.6)
+    return fields[matches[0]] if matches else None
+
+
+def _ignored(name: str, ignore: str) -> bool:
+    for entry in (item.strip().upper() for item in ignore.split(",")):
+        if entry and (name == entry or (entry.endswith("*") and name.startswith(entry[:-1]))):
+            return True
+    return False
+
+
+def unknown_variables(
+    environ: Mapping[str, str | None], dotenv: Mapping[str, str | None] | None = None
+) -> list[ConfigProblem]:
+    """One problem per ``STREAMKIT_*`` variable (environment or ``.env``) that names no
+    setting, suggesting the closest one.
+
+    Not reported: the test kit's ``STREAMKIT_TEST_*``, the tooling variables in
+    :data:`NOT_SETTINGS`, and what :data:`IGNORE_UNKNOWN_VAR` lists (``1``: everything).
+    """
+    dotenv = dotenv or {}
+    ignore = str(environ.get(IGNORE_UNKNOWN_VAR) or dotenv.get(IGNORE_UNKNOWN_VAR) or "")
+    if ignore.strip().lower() in ("1", "true", "yes"):
+        return []
+    known, dict_prefixes = _setting_variables()
     problems: list[ConfigProblem] = []
+    seen: set[str] = set()
+    for source, variables in (("", environ), (f" (in {ENV_FILE})", dotenv)):
+        for raw in variables:
+            name = raw.upper()
+            if (
+                not name.startswith(ENV_PREFIX)
+                or name in seen
+                or name in known
+                or name in NOT_SETTINGS
+                or name.startswith(NOT_SETTINGS_PREFIX)
+                or name.startswith(dict_prefixes)
+                or _ignored(name, ignore)
+            ):
+                continue
+            seen.add(name)
+            problems.append(_unknown(name, known, source))
+    return problems
+
+
+def _unknown(name: str, known: Iterable[str], source: str = "") -> ConfigProblem:
+    message = f"names no streamkit setting{source}"
+    suggestion = _closest(name, known)
+    if suggestion is not None:
+        message += f": did you mean {suggestion}?"
+        if ENV_DELIMITER not in name.removeprefix(ENV_PREFIX):
+            message += " (a section and its field are joined by two underscores)"
+    return ConfigProblem(
+        name, message, f"if your service defines this variable, list it in {IGNORE_UNKNOWN_VAR}"
+    )
+
+
+def _problems_of(error: ValidationError, *section: str) -> list[ConfigProblem]:
+    problems: list[ConfigProblem] = []
+    known: frozenset[str] | None = None
     for item in error.errors(include_input=False, include_url=False):
         ctx = item.get("ctx") or {}
         if item["type"] == "streamkit_settings":
             problems.extend(ctx["problems"])
             continue
-        path = [str(part) for part in item["loc"] if isinstance(part, str)]
+        path = [*section, *(str(part) for part in item["loc"] if isinstance(part, str))]
+        if item["type"] == "extra_forbidden":  # pydantic's bare "Extra inputs are not permitted"
+            known = known or _setting_variables()[0]
+            problems.append(_unknown(env_var_name(*path), known))
+            continue
         problems.append(ConfigProblem(env_var_name(*path), item["msg"]))
     return problems
+
+
+def _dotenv() -> Mapping[str, str | None]:
+    """The variables of the ``.env`` file the settings read (same file, same parsing)."""
+    return DotEnvSettingsSource(StreamkitSettings).env_vars
 
 
 def load_settings(**overrides: Any) -> StreamkitSettings:
     """Read settings from the environment (and ``.env``), validating every field.
 
-    Keyword arguments override the environment, section by section
-    (``load_settings(kafka={"bootstrap_servers": "..."})``).
+    Keyword arguments override the environment field by field; the section's other
+    fields still come from the environment
+    (``load_settings(consumer={"group_id": "billing"})``).
 
     Raises:
         ConfigError: naming every wrong variable, with a hint; never a secret value.
+            A ``STREAMKIT_*`` variable that names no setting is one (see
+            :func:`unknown_variables`).
     """
+    problems = unknown_variables(os.environ, _dotenv())
     # The pydantic errors are re-raised without chaining: a traceback must never carry
     # the raw input, which may hold passwords.
     try:
-        return StreamkitSettings(**overrides)
+        settings = StreamkitSettings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(_problems_of(exc)) from None
+        reported = {problem.env_var for problem in problems}
+        problems += [p for p in _problems_of(exc) if p.env_var not in reported]
+        raise ConfigError(problems) from None
     except SettingsError as exc:
         # pydantic-settings fails this way on malformed JSON in a variable.
         section = re.search(r'field "(\w+)"', str(exc))
@@ -644,4 +813,7 @@ def load_settings(**overrides: Any) -> StreamkitSettings:
             "could not be parsed",
             "JSON-valued variables (such as *__EXTRA) need a valid JSON object",
         )
-        raise ConfigError([problem]) from None
+        raise ConfigError([*problems, problem]) from None
+    if problems:
+        raise ConfigError(problems)
+    return settings

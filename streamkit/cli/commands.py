@@ -5,23 +5,27 @@ Registered on the ``streamkit`` command by :mod:`streamkit.cli.app`.
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from confluent_kafka import Message
 from rich.console import Console
 from rich.table import Table
 
-from streamkit.consume.consumer import EventConsumer
-from streamkit.errors import SchemaCompatibilityError, StreamkitError
+from streamkit.cli.reader import StartAt, TopicReader, parse_start_time
+from streamkit.consume.processing import install_stop_signals, restore_signals
+from streamkit.errors import DeserializationError, SchemaCompatibilityError, StreamkitError
 from streamkit.ops.admin import StreamkitAdmin, TopicSpec
 from streamkit.produce.producer import EventProducer
-from streamkit.serde.events import Event
+from streamkit.serde.events import Event, RawHeaders
+from streamkit.serde.json_values import json_default, payload_from_json
 from streamkit.serde.registry import SchemaRegistry
 from streamkit.serde.schemas import ValueSchema, load_schemas, subject_name
 from streamkit.settings import StreamkitSettings, load_settings
@@ -179,52 +183,155 @@ def produce(
     key: Annotated[str | None, typer.Option(help="Partitioning key.")] = None,
     schemas_dir: Annotated[Path, typer.Option(help="Directory of .avsc files.")] = Path("schemas"),
 ) -> None:
-    """Validate and send events (one per JSON payload) and wait for their acknowledgement."""
+    """Validate and send events (one per JSON payload) and wait for their acknowledgement.
+
+    Logical types as consume prints them: decimal "12.50", time ISO-8601 or epoch, bytes base64.
+    """
     settings = settings_or_exit()
     with exit_on_error(1), EventProducer(settings, schemas=schemas_dir) as producer:
+        encoder = producer.encoder(topic, schema)
         futures = [
-            producer.send(topic, item, key=key, schema=schema) for item in _payloads(payload)
+            producer.send(topic, payload_from_json(encoder.schema, item), key=key, schema=schema)
+            for item in _payloads(payload)
         ]
         for future in futures:
             report = future.result(timeout=settings.producer.delivery_timeout_ms / 1000)
             typer.echo(f"{report.topic}[{report.partition}]@{report.offset} {report.event_id}")
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.decode(errors="replace")
-    return str(value)
+def _text(value: bytes | str | None) -> Any:
+    """A key or header value: text when it is UTF-8, else ``{"base64": ...}``."""
+    if value is None or isinstance(value, str):
+        return value
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(value).decode("ascii")}
+
+
+def _headers(raw: RawHeaders) -> dict[str, Any]:
+    shown: dict[str, Any] = {}
+    for name, value in raw.items() if isinstance(raw, dict) else raw or ():
+        text = _text(value)
+        # A repeated header keeps every value, in order.
+        if name in shown:
+            previous = shown[name]
+            shown[name] = [*previous, text] if isinstance(previous, list) else [previous, text]
+        else:
+            shown[name] = text
+    return shown
+
+
+def _line(
+    message: Message,
+    item: Event | DeserializationError,
+    *,
+    headers: bool,
+    payload_only: bool,
+) -> str | None:
+    """The JSON line printed for a message; None when there is nothing to print."""
+    if payload_only:
+        return json.dumps(item.payload, default=json_default) if isinstance(item, Event) else None
+    record: dict[str, Any] = {
+        "topic": message.topic(),
+        "partition": message.partition(),
+        "offset": message.offset(),
+        "key": _text(message.key()),
+    }
+    if isinstance(item, Event):
+        record |= {"id": item.id, "type": item.type, "timestamp": item.timestamp}
+        record["payload"] = item.payload
+    else:  # shown as it is, with why it cannot be decoded (a dead letter, often)
+        value = message.value()
+        record["error"] = str(item)
+        record["value"] = None if value is None else base64.b64encode(value).decode("ascii")
+    if headers:
+        record["headers"] = _headers(message.headers())
+    return json.dumps(record, default=json_default)
+
+
+def _print(line: str) -> bool:
+    """Write one line to stdout; False once nobody reads it any more."""
+    try:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()  # a line counts as printed only once the reader has it
+    except BrokenPipeError:
+        # Like cat: the reader went away, which is no error. Point stdout at /dev/null
+        # so that the interpreter's final flush does not complain either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return False
+    return True
 
 
 def consume(
     topics: Annotated[list[str], typer.Argument(help="Topics to read.")],
-    group: Annotated[str | None, typer.Option(help="Group id (default: settings).")] = None,
-    max_messages: Annotated[int | None, typer.Option("--max", help="Stop after N.")] = None,
+    group: Annotated[
+        str | None,
+        typer.Option(help="Read as this consumer group and commit what was printed."),
+    ] = None,
+    max_messages: Annotated[
+        int | None, typer.Option("--max", min=1, help="Stop after exactly N messages.")
+    ] = None,
     idle_timeout: Annotated[float | None, typer.Option(help="Stop after S idle seconds.")] = None,
+    from_offset: Annotated[
+        int | None,
+        typer.Option(help="Without --group: start at this offset; negative: N before the end."),
+    ] = None,
+    from_time: Annotated[
+        str | None,
+        typer.Option(help="Without --group: start at this time (ISO-8601, or epoch ms)."),
+    ] = None,
+    headers: Annotated[
+        bool, typer.Option("--headers", help="Show headers (e.g. dead-letter reasons).")
+    ] = False,
+    payload_only: Annotated[
+        bool, typer.Option("--payload-only", help="Print only payloads (for streamkit produce).")
+    ] = False,
 ) -> None:
-    """Print events as JSON lines, committing after each is printed (at least once)."""
+    """Print events as JSON lines; read-only: it never writes to Kafka (no dead letters).
+
+    Without --group: no group, no commits; starts at the beginning, --from-offset or --from-time.
+
+    With --group: resumes from the group's offsets and commits each message once printed.
+
+    A closed stdout (| head) ends it quietly with exit 0, having committed only what it printed.
+    """
     settings = settings_or_exit()
-    if group:
-        settings = settings.model_copy(
-            update={"consumer": settings.consumer.model_copy(update={"group_id": group})}
+    if group is not None and (from_offset is not None or from_time is not None):
+        raise typer.BadParameter(
+            "a group resumes from its committed offsets; use --from-offset/--from-time "
+            "without --group",
+            param_hint="--group",
         )
-
-    def show(event: Event) -> None:
-        record = {
-            "topic": event.topic,
-            "partition": event.partition,
-            "offset": event.offset,
-            "id": event.id,
-            "type": event.type,
-            "timestamp": event.timestamp,
-            "payload": event.payload,
-        }
-        typer.echo(json.dumps(record, default=_json_default))
-
-    with exit_on_error(1), EventConsumer(topics, show, settings=settings) as consumer:
-        consumer.run(max_messages=max_messages, idle_timeout_s=idle_timeout)
+    if from_offset is not None and from_time is not None:
+        raise typer.BadParameter("give one of --from-offset and --from-time")
+    start = None
+    if group is None:
+        try:
+            time_ms = parse_start_time(from_time) if from_time is not None else None
+        except ValueError:
+            raise typer.BadParameter(
+                f"{from_time!r} is neither ISO-8601 nor epoch milliseconds",
+                param_hint="--from-time",
+            ) from None
+        start = StartAt(offset=from_offset, time_ms=time_ms)
+    with exit_on_error(1), TopicReader(settings, topics, group=group, start=start) as reader:
+        previous = install_stop_signals(reader.stop, "streamkit consume")
+        try:
+            for message, item in reader.messages(
+                max_messages=max_messages, idle_timeout_s=idle_timeout
+            ):
+                line = _line(message, item, headers=headers, payload_only=payload_only)
+                if line is None:
+                    where = f"{message.topic()}[{message.partition()}]@{message.offset()}"
+                    typer.echo(f"skipped {where}: {item}", err=True)
+                elif not _print(line):
+                    return
+                reader.done(message)
+        finally:
+            restore_signals(previous)
 
 
 def check(

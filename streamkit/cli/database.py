@@ -100,7 +100,7 @@ def _migrate(kind: str, url: str) -> tuple[str, bool]:
     from streamkit.produce.outbox import create_outbox_table
 
     error_type: type[StreamkitError] = DedupStoreError if kind == "dedup" else OutboxError
-    psycopg = import_psycopg(error_type)
+    psycopg = import_psycopg()
     try:
         parsed = PostgresURL(url, env_var_name(kind, "url"))
     except ValueError as exc:

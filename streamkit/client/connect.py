@@ -11,7 +11,10 @@ error that names the likely cause (:class:`~streamkit.errors.AuthenticationError
 
 Where librdkafka's text is ambiguous, local facts make the cause precise: a TLS
 handshake from Python tells an untrusted CA from a host name mismatch, and the client
-certificate's dates tell an expired certificate from an untrusted one.
+certificate's dates tell an expired certificate from an untrusted one. A refused
+connection is definite too: once every address of every bootstrap server refused, the
+check fails at once instead of waiting out its bound (which still covers addresses
+that hang).
 """
 
 from __future__ import annotations
@@ -47,6 +50,12 @@ log = logging.getLogger(__name__)
 _SLICE_S = 0.25
 _EARLY_CLOSES = 3  # connections dropped by the broker before the protocol is judged wrong
 _THREAD_PREFIX = re.compile(r"^\[thrd:[^\]]*\]: ")
+_REFUSED = re.compile(r"Connect to ipv[46]#(\S+) failed: Connection refused")
+_FAMILIES = {"v4": socket.AF_INET, "v6": socket.AF_INET6}
+# Lines librdkafka logs at WARNING although they are a normal part of start-up (the
+# idempotent producer's first PID request while the transaction coordinator loads):
+# demoted to DEBUG so that a healthy service's INFO log stays quiet.
+_ROUTINE = ("coordinator load in progress",)
 
 
 class ConnectionWatch:
@@ -60,6 +69,9 @@ class ConnectionWatch:
         quiet: log lines at DEBUG (a throw-away check client, whose failure becomes an
             exception: its reconnect attempts are noise) instead of at their level.
         operation: what the client is for (``produce``, ``consume``), named by errors.
+        bootstrap: the client's ``bootstrap.servers``; with it, refusals by every one of
+            their addresses are a failure (``address_family``: ``any``, ``v4``, ``v6``,
+            as ``broker.address.family``).
     """
 
     def __init__(
@@ -70,6 +82,8 @@ class ConnectionWatch:
         error_cb: Callable[[KafkaError], None] | None = None,
         quiet: bool = True,
         operation: str = "connect",
+        bootstrap: str | None = None,
+        address_family: str = "any",
     ) -> None:
         self.protocol = protocol.upper()
         self.operation = operation
@@ -80,6 +94,10 @@ class ConnectionWatch:
         self.logged_failure: KafkaClientError | None = None
         self.last_error: KafkaError | None = None
         self._early_closes = 0
+        self._bootstrap = bootstrap
+        self._family = _FAMILIES.get(address_family, socket.AF_UNSPEC)
+        self._addresses: frozenset[str] | None = None  # resolved at the first refusal
+        self._refused: set[str] = set()
 
     def on_error(self, error: KafkaError) -> None:
         """The client's ``error_cb``."""
@@ -87,24 +105,46 @@ class ConnectionWatch:
         known = diagnose(error.str()) is not None or error.code() == KafkaError._SSL
         if self.failure is None and (known or error.fatal()):
             self.failure = translate_kafka_error(error, operation=self.operation)
+        refused = _REFUSED.search(error.str())
+        if refused is not None and self.failure is None:
+            self._count_refusal(refused.group(1))
         if self.error_cb is not None:
             self.error_cb(error)
         elif self.quiet:
             self.logger.debug("connection check: %s: %s", error.name(), error.str())
 
+    def _count_refusal(self, address: str) -> None:
+        if self._bootstrap is None:
+            return
+        if self._addresses is None:
+            self._addresses = _resolve(self._bootstrap, self._family)
+        self._refused.add(address)
+        if not self._addresses or not self._addresses <= self._refused:
+            return
+        servers = ", ".join(sorted(self._addresses))
+        self.failure = BrokerUnavailableError(
+            f"{self.operation} failed: every bootstrap server refused the connection "
+            f"({servers}): nothing listens there (hint: check "
+            f"{env_var_name('kafka', 'bootstrap_servers')} and that the broker is running)",
+            code="_TRANSPORT",
+            retriable=True,
+            kafka_error=self.last_error,
+        )
+
     def log(self, level: int, msg: str, *args: Any) -> None:
         """The client's ``logger`` hook (the ``log`` method the Python binding calls)."""
+        text = _THREAD_PREFIX.sub("", str(args[-1]) if args else msg)
         if self.quiet:
-            text = _THREAD_PREFIX.sub("", str(args[-1]) if args else msg)
             self.logger.debug("librdkafka[%d]: %s", level, text)
+        elif any(marker in text.lower() for marker in _ROUTINE):
+            self.logger.log(logging.DEBUG, msg, *args)
         else:
             self.logger.log(level, msg, *args)
-            text = _THREAD_PREFIX.sub("", str(args[-1]) if args else msg)
         if self.logged_failure is not None:
             return
         if diagnose(text) is not None:
             self.logged_failure = translate_kafka_error(
-                KafkaError(KafkaError._TRANSPORT, text), operation="connect"
+                KafkaError(KafkaError._TRANSPORT, text), operation=self.operation
             )
         elif "closed by peer" in text and "TLS" not in self.protocol and "SSL" not in self.protocol:
             self._count_early_close(text)
@@ -135,6 +175,22 @@ class ConnectionWatch:
     def cause(self) -> KafkaClientError | None:
         """The failure that names a cause: from the error callback first, else the logs."""
         return self.failure or self.logged_failure
+
+
+def _resolve(bootstrap: str, family: int) -> frozenset[str]:
+    """Every address of the bootstrap servers, as librdkafka writes them (``[::1]:9092``);
+    empty when a name does not resolve (then nothing is judged refused)."""
+    found: set[str] = set()
+    for entry in bootstrap.split(","):
+        host, _, port = entry.strip().rpartition("://")[2].rpartition(":")
+        try:
+            infos = socket.getaddrinfo(host.strip("[]"), int(port), family, socket.SOCK_STREAM)
+        except (OSError, ValueError):
+            return frozenset()
+        for kind, _, _, _, sockaddr in infos:
+            ip, number = str(sockaddr[0]), int(sockaddr[1])
+            found.add(f"[{ip}]:{number}" if kind == socket.AF_INET6 else f"{ip}:{number}")
+    return frozenset(found)
 
 
 Client = TypeVar("Client")
@@ -170,7 +226,8 @@ def connect(
         AuthenticationError: the broker refused the SASL credentials.
         TlsError: the TLS handshake failed, the key could not be read, or the listener
             speaks another protocol.
-        BrokerUnavailableError: no broker answered within the bound.
+        BrokerUnavailableError: every bootstrap address refused the connection, an
+            address is not a Kafka listener, or no broker answered within the bound.
     """
     bound = settings.kafka.startup_check_timeout_s if timeout_s is None else timeout_s
     watch = ConnectionWatch(
@@ -179,6 +236,8 @@ def connect(
         error_cb=conf.get("error_cb"),
         quiet=quiet,
         operation=operation,
+        bootstrap=str(conf["bootstrap.servers"]),
+        address_family=str(conf.get("broker.address.family", "any")),
     )
     try:
         client = factory({**conf, "error_cb": watch.on_error, "logger": watch})

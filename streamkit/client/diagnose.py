@@ -3,14 +3,20 @@
 librdkafka reports many failures with generic codes (``_TRANSPORT``, ``_INVALID_ARG``);
 the code and the text together say what happened. :func:`translate_kafka_error` turns a
 ``KafkaError`` into the :mod:`streamkit.errors` class that names the cause, with a hint,
-and keeps the original error on the exception.
+and keeps the original error on the exception; :func:`kafka_errors` does it for a block
+of client calls. Where librdkafka's own text guesses a cause that cannot apply (an
+address that is no Kafka listener is not "a broker older than 0.10"), the guess is
+dropped from the message.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 
 from streamkit.errors import (
     AuthenticationError,
@@ -21,7 +27,7 @@ from streamkit.errors import (
     TlsError,
 )
 
-__all__ = ["diagnose", "translate_kafka_error"]
+__all__ = ["diagnose", "kafka_errors", "translate_kafka_error"]
 
 _AUTHENTICATION_CODES = frozenset(
     {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED}
@@ -140,7 +146,8 @@ _CAUSES: tuple[tuple[str, type[KafkaClientError], str], ...] = (
         "incorrect security.protocol",
         TlsError,
         "the broker closed the connection at the first request: the listener probably "
-        f"expects TLS or SASL; set {_SEC}PROTOCOL to what the listener speaks",
+        f"expects TLS or SASL; set {_SEC}PROTOCOL to what the listener speaks (or "
+        "STREAMKIT_KAFKA__BOOTSTRAP_SERVERS names something that is not a Kafka listener)",
     ),
     (
         "connecting to a plaintext broker listener",
@@ -182,8 +189,56 @@ _RESOURCE_OF_CODE: dict[int, str] = {
 }
 
 
+# An address that is not a Kafka listener: its first bytes read as a huge response size
+# (b"HTTP" is 1213486160), or the first request (ApiVersion) is never answered.
+# librdkafka then suggests a larger receive.message.max.bytes or a broker older than
+# 0.10; neither applies, so those guesses are cut from the message.
+_NOT_KAFKA_SIZE = re.compile(
+    r"invalid response size (\d+) .*in state (?:apiversion_query|connect)", re.IGNORECASE
+)
+_NOT_KAFKA_MARKERS = ("apiversionrequest failed: local: timed out", "broker version >= 0.1")
+_MISLEADING = re.compile(
+    r": increase receive\.message\.max\.bytes|: probably due to broker version < 0\.10 "
+    r"\(see api\.version\.request configuration\)",
+    re.IGNORECASE,
+)
+_NOT_KAFKA_HINT = (
+    "{address}is not a Kafka listener{answer}: check STREAMKIT_KAFKA__BOOTSTRAP_SERVERS "
+    "(host:port of a broker listener, not of the schema registry or another service)"
+)
+_ADDRESS = re.compile(r"^(\S+?)/(?:bootstrap|\d+): ")
+_TLS_RECORDS = (0x15, 0x16)  # TLS alert and handshake record types, read as a size's first byte
+
+
+def _not_kafka(text: str) -> tuple[type[KafkaClientError], str] | None:
+    """The cause of an address that does not answer in Kafka's protocol, if the text
+    shows one."""
+    size = _NOT_KAFKA_SIZE.search(text)
+    lowered = text.lower()
+    if size is None and not any(marker in lowered for marker in _NOT_KAFKA_MARKERS):
+        return None
+    address = _ADDRESS.match(text)
+    where = f"{address.group(1)} " if address else "the address "
+    answer = " (it accepted the connection but never answered Kafka's first request)"
+    if size is not None:
+        head = int(size.group(1)).to_bytes(4, "big")
+        if head[0] in _TLS_RECORDS:
+            return TlsError, (
+                f"{where}answered in TLS: the listener expects TLS; set {_SEC}PROTOCOL=SSL "
+                "or SASL_SSL, or use the broker's plaintext port"
+            )
+        printable = all(32 <= byte < 127 for byte in head)
+        answer = f" (it answered {head.decode()!r}...)" if printable else ""
+        if head == b"HTTP":
+            answer = " (it answered 'HTTP'...: a web server, such as the schema registry)"
+    return BrokerUnavailableError, _NOT_KAFKA_HINT.format(address=where, answer=answer)
+
+
 def diagnose(text: str) -> tuple[type[KafkaClientError], str] | None:
     """The error class and hint for a librdkafka error text, when it names a known cause."""
+    not_kafka = _not_kafka(text)
+    if not_kafka is not None:
+        return not_kafka
     lowered = text.lower()
     for marker, cls, hint in _CAUSES:
         if marker in lowered:
@@ -243,7 +298,8 @@ def translate_kafka_error(
     }
     if cls is AuthorizationError:
         return _authorization_error(error, operation, where, topic, group, common)
-    message = f"{operation} failed{where}: {error.name()}: {error.str()}"
+    text = _MISLEADING.sub("", error.str()) if cause is not None else error.str()
+    message = f"{operation} failed{where}: {error.name()}: {text}"
     if hint:
         message += f" (hint: {hint})"
     return cls(message, **common)
@@ -288,3 +344,21 @@ def _authorization_error(
         acl_operation=acl_operation,
         **common,
     )
+
+
+@contextmanager
+def kafka_errors(
+    operation: str, *, topic: str | None = None, group: str | None = None
+) -> Iterator[None]:
+    """Translate a ``KafkaException`` raised in the block (see :func:`translate_kafka_error`).
+
+    Use it around every client call that may raise, so that no bare
+    ``cimpl.KafkaException`` reaches the caller.
+    """
+    try:
+        yield
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args else None
+        if not isinstance(error, KafkaError):  # raised with a plain message
+            raise KafkaClientError(f"{operation} failed: {exc}") from exc
+        raise translate_kafka_error(error, operation=operation, topic=topic, group=group) from exc

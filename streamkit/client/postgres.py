@@ -23,6 +23,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from streamkit._extras import require
 from streamkit.client.config import MASK
 from streamkit.dedup.base import mask_url
 from streamkit.errors import StreamkitError
@@ -50,16 +51,11 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
 LOCK_PREFIX = "streamkit:"
 
 
-def import_psycopg(error_type: type[Exception] = ImportError) -> ModuleType:
-    """The psycopg module (psycopg-pool checked too), or ``error_type`` naming the extra."""
-    try:
-        import psycopg
-        import psycopg_pool  # noqa: F401 - every user of this module pools connections
-    except ImportError as exc:
-        raise error_type(
-            f"streamkit's PostgreSQL support needs psycopg 3 and psycopg-pool ({exc.name} "
-            "is not installed) (hint: pip install 'streamkit[postgres]')"
-        ) from None
+def import_psycopg() -> ModuleType:
+    """The psycopg module (psycopg-pool checked too: every user of this module pools
+    connections), or a :class:`~streamkit.errors.MissingExtraError` naming the extra."""
+    psycopg = require("postgres", "psycopg")
+    require("postgres", "psycopg_pool")
     return psycopg
 
 

@@ -24,7 +24,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from streamkit.client.config import client_config
 from streamkit.client.connect import connect
-from streamkit.client.diagnose import translate_kafka_error
+from streamkit.client.diagnose import kafka_errors, translate_kafka_error
 from streamkit.consume.processing import (
     ConsumerStats,
     DeadLetter,
@@ -269,20 +269,28 @@ class EventConsumer:
         """Consume until :meth:`stop`, SIGTERM/SIGINT, or a bound is reached.
 
         Args:
-            max_messages: return after this many messages were consumed.
+            max_messages: return after exactly this many messages were consumed
+                (handled and committed; no message beyond them is taken).
             idle_timeout_s: return after this long without any message.
             handle_signals: install SIGTERM/SIGINT handlers (main thread only).
         """
         previous = (
             install_stop_signals(self.stop, f"consumer {self.group_id}") if handle_signals else {}
         )
-        self._consumer.subscribe(
-            self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
-        )
+        with kafka_errors("subscribe", group=self.group_id):
+            self._consumer.subscribe(
+                self.topics,
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
         last_message = time.monotonic()
         try:
             while not self._stopping.is_set():
-                messages = take_batch(self._consumer, self._batch_size, _POLL_TIMEOUT_S)
+                size = self._batch_size
+                if max_messages is not None:  # exact: never take more than are wanted
+                    size = min(size, max_messages - self.stats.consumed)
+                messages = take_batch(self._consumer, size, _POLL_TIMEOUT_S)
                 if messages:
                     last_message = time.monotonic()
                     self._process(messages)
@@ -339,14 +347,7 @@ class EventConsumer:
         waits = itertools.chain(backoff_delays(self.settings.consumer), itertools.repeat(cap))
         while True:
             try:
-                return self._decoder.decode(
-                    message.value(),
-                    topic=message.topic() or "",
-                    partition=message.partition(),
-                    offset=message.offset(),
-                    key=message.key(),
-                    headers=message.headers(),
-                )
+                return self._decoder.decode_message(message)
             except DeserializationError as exc:
                 return exc
             except RegistryError as exc:
@@ -502,6 +503,9 @@ class EventConsumer:
             message.offset(),
             letter.topic,
             error,
+            # A handler failure's traceback, once: here, after its last attempt (the
+            # retries before logged one line each). An undecodable message has none.
+            exc_info=error if attempts else None,
         )
         self._send_dead_letter(letter)
         self.stats.dead_lettered += 1

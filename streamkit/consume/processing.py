@@ -19,9 +19,9 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError
 
-from streamkit.client.diagnose import translate_kafka_error
+from streamkit.client.diagnose import kafka_errors, translate_kafka_error
 from streamkit.errors import AuthorizationError
-from streamkit.serde.events import HEADER_EVENT_ID, Headers, RawHeaders, header_value
+from streamkit.serde.events import HEADER_EVENT_ID, Consumed, Headers, header_value
 from streamkit.settings import ConsumerSettings
 
 log = logging.getLogger(__name__)
@@ -49,15 +49,7 @@ DLQ_HEADERS = (
 _MAX_REASON = 2000
 
 
-class KafkaMessage(Protocol):
-    """The parts of ``confluent_kafka.Message`` the consumers use."""
-
-    def topic(self) -> str | None: ...
-    def partition(self) -> int | None: ...
-    def offset(self) -> int | None: ...
-    def key(self) -> bytes | None: ...
-    def value(self) -> bytes | None: ...
-    def headers(self) -> RawHeaders: ...
+KafkaMessage = Consumed  # the parts of ``confluent_kafka.Message`` the consumers use
 
 
 HANDLER_SECONDS_KEPT = 10_000
@@ -120,12 +112,13 @@ def take_batch(consumer: BatchSource, size: int, timeout_s: float) -> list[Any]:
     events every message would wait the whole timeout. This returns as soon as one
     arrived and still batches under load.
     """
-    first = consumer.poll(timeout_s)
-    if first is None:
-        return []
-    if size <= 1:
-        return [first]
-    return [first, *consumer.consume(size - 1, 0)]
+    with kafka_errors("consume"):
+        first = consumer.poll(timeout_s)
+        if first is None:
+            return []
+        if size <= 1:
+            return [first]
+        return [first, *consumer.consume(size - 1, 0)]
 
 
 def install_stop_signals(stop: Callable[[], None], who: str) -> dict[int, Any]:

@@ -40,7 +40,7 @@ from typing import Any, NamedTuple, Self
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from streamkit.client.config import client_config
-from streamkit.client.diagnose import translate_kafka_error
+from streamkit.client.diagnose import kafka_errors, translate_kafka_error
 from streamkit.consume.processing import (
     backoff_delays,
     dead_letter,
@@ -217,7 +217,8 @@ class TransactionalProcessor:
         previous = (
             install_stop_signals(self.stop, f"processor {self.group_id}") if handle_signals else {}
         )
-        self._consumer.subscribe(self.topics)
+        with kafka_errors("subscribe", group=self.group_id):
+            self._consumer.subscribe(self.topics)
         last_input = time.monotonic()
         try:
             while not self._stopping.is_set():
@@ -269,14 +270,7 @@ class TransactionalProcessor:
     def _process_one(self, message: Message) -> int:
         """Produce the outputs of one input (or its dead letter); return how many."""
         try:
-            event = self._decoder.decode(
-                message.value(),
-                topic=message.topic() or "",
-                partition=message.partition(),
-                offset=message.offset(),
-                key=message.key(),
-                headers=message.headers(),
-            )
+            event = self._decoder.decode_message(message)
         except DeserializationError as exc:
             self._dead_letter(message, exc, attempts=0)
             return 0
@@ -351,6 +345,7 @@ class TransactionalProcessor:
             message.offset(),
             letter.topic,
             error,
+            exc_info=error if attempts else None,  # a transform failure's traceback, once
         )
         self._produce(letter.topic, letter.value, letter.key, letter.headers)
         self.stats.dead_lettered += 1

@@ -3,7 +3,8 @@
 Backends are chosen by URL with :func:`open_store`::
 
     memory://?max_entries=100000      bounded LRU + TTL, one process
-    sqlite:///var/lib/app/dedup.db    one file, several processes on one host
+    sqlite:///dedup.db                one file, several processes on one host; relative
+    sqlite:////var/lib/app/dedup.db   to the working directory, or absolute (4 slashes)
     redis://:password@host:6379/0     shared by every member of a consumer group
     postgresql://user:pw@host/db?table=streamkit_dedup
                                       shared; and exactly once into the same database
@@ -35,6 +36,11 @@ if TYPE_CHECKING:
 
 __all__ = ["open_store", "open_store_from_settings", "parse_store_url"]
 
+_URL_FORMS = (
+    "memory://, sqlite:///relative.db, sqlite:////abs/path.db, redis://host:port/db, "
+    "rediss:// or postgresql://user:password@host:port/db"
+)
+
 
 def parse_store_url(url: str, *, claim_ttl_s: float, ttl_s: float) -> StoreURL:
     """Split a store URL and apply its ``ttl`` / ``claim_ttl`` overrides."""
@@ -44,9 +50,7 @@ def parse_store_url(url: str, *, claim_ttl_s: float, ttl_s: float) -> StoreURL:
         parts.port  # noqa: B018 - raises ValueError on a malformed port
     except ValueError as exc:
         raise DedupStoreError(
-            f"dedup store URL {mask_url(url)!r} cannot be parsed: {exc} "
-            "(hint: use memory://, sqlite:///abs/path.db, redis://host:port/db or "
-            "postgresql://user:password@host:port/db)"
+            f"dedup store URL {mask_url(url)!r} cannot be parsed: {exc} (hint: use {_URL_FORMS})"
         ) from None
     parsed = StoreURL(
         url,
@@ -70,9 +74,10 @@ def open_store(
     """Open the deduplication store a URL names.
 
     Args:
-        url: ``memory://?max_entries=N``, ``sqlite:///abs/path.db``,
-            ``redis://[:password@]host:port/db``, ``rediss://...`` or
-            ``postgresql://user:password@host:port/db?table=...``; each accepts
+        url: ``memory://?max_entries=N``, ``sqlite:///relative.db`` (working
+            directory), ``sqlite:////abs/path.db``, ``redis://[:password@]host:port/db``,
+            ``rediss://...`` or ``postgresql://user:password@host:port/db?table=...``;
+            each accepts
             ``ttl=S`` and ``claim_ttl=S`` query parameters, which win over the keywords.
         claim_ttl_s: seconds after which an uncompleted claim expires.
         ttl_s: seconds a completed key is remembered.
@@ -103,8 +108,7 @@ def open_store(
         return PostgresDedupStore.from_url(parsed, owner=owner)
     raise parsed.error(
         f"unknown scheme {scheme!r}",
-        "use memory://, sqlite:///abs/path.db, redis://host:port/db, rediss:// or "
-        "postgresql://user:password@host:port/db",
+        f"use {_URL_FORMS}",
     )
 
 

@@ -216,7 +216,7 @@ class PostgresDedupStore(StoreBase):
         purge_batch: int = 1000,
     ) -> None:
         super().__init__(claim_ttl_s=claim_ttl_s, ttl_s=ttl_s, owner=owner)
-        self._psycopg = import_psycopg(DedupStoreError)
+        self._psycopg = import_psycopg()
         self.table = table
         self._sql = _checked_statements(table)
         self._pool = pool
@@ -231,7 +231,7 @@ class PostgresDedupStore(StoreBase):
     @classmethod
     def from_url(cls, url: StoreURL, *, owner: str | None = None) -> PostgresDedupStore:
         """Connect to a parsed ``postgresql://`` URL (failing now, naming the cause)."""
-        psycopg = import_psycopg(DedupStoreError)
+        psycopg = import_psycopg()
         from psycopg_pool import ConnectionPool
 
         table = url.params.pop("table", DEFAULT_TABLE)
@@ -488,7 +488,7 @@ class exactly_once:  # noqa: N801 - a context manager used like a function
 
     def _create_or_raise(self, exc: BaseException) -> None:
         """After the mark failed: return to create the missing table and retry, or raise."""
-        psycopg = import_psycopg(DedupStoreError)
+        psycopg = import_psycopg()
         if isinstance(exc, psycopg.errors.UndefinedTable) and not self._created:
             self._created = True
             return

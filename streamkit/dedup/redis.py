@@ -49,6 +49,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlunsplit
 
+from streamkit._extras import require
 from streamkit.client.config import MASK
 from streamkit.dedup.base import (
     DEFAULT_CLAIM_TTL_S,
@@ -250,15 +251,8 @@ class _Layout:
 
 
 def import_redis() -> ModuleType:
-    """The redis-py module, or a :class:`DedupStoreError` naming the extra to install."""
-    try:
-        import redis
-    except ImportError:
-        raise DedupStoreError(
-            "the redis dedup store needs the redis package, which is not installed "
-            "(hint: pip install 'streamkit[redis]')"
-        ) from None
-    return redis
+    """The redis-py module, or a :class:`MissingExtraError` naming the extra to install."""
+    return require("redis", "redis")
 
 
 def _ms(seconds: float) -> int:

@@ -1,4 +1,4 @@
-"""Deduplication store in one SQLite file (``sqlite:///abs/path.db``).
+"""Deduplication store in one SQLite file (``sqlite:///relative.db``, ``sqlite:////abs/path.db``).
 
 Durable and embedded; safe for several processes on one host sharing the file (not
 for a network file system, where SQLite's locks are unreliable). The database runs in
@@ -367,7 +367,8 @@ class SqliteDedupStore(StoreBase):
     """Deduplication store in an SQLite file, shared by processes on one host.
 
     Args:
-        path: the database file (created if missing; its directory must exist).
+        path: the database file (created if missing; its directory must exist); a
+            relative path is resolved against the working directory once, here.
         claim_ttl_s: seconds after which an uncompleted claim expires.
         ttl_s: seconds a completed key is remembered.
         owner: id of this instance's claims; a fresh uuid4 hex when None.
@@ -397,12 +398,10 @@ class SqliteDedupStore(StoreBase):
         purge_batch: int = 1000,
     ) -> None:
         super().__init__(claim_ttl_s=claim_ttl_s, ttl_s=ttl_s, owner=owner)
-        self.path = Path(path)
+        self.path = Path(path).absolute()  # a later chdir must not move the store
         self.busy_timeout_s = check_ttl("busy_timeout_s", busy_timeout_s)
         if synchronous not in ("NORMAL", "FULL", "EXTRA"):
             raise DedupStoreError(f"synchronous must be NORMAL, FULL or EXTRA, got {synchronous!r}")
-        if not self.path.is_absolute():
-            raise DedupStoreError(f"sqlite dedup store path {str(path)!r} must be absolute")
         if not self.path.parent.is_dir():
             raise DedupStoreError(
                 f"sqlite dedup store {str(self.path)!r}: directory {str(self.path.parent)!r} "
@@ -446,14 +445,22 @@ class SqliteDedupStore(StoreBase):
 
     @classmethod
     def from_url(cls, url: StoreURL, *, owner: str | None = None) -> SqliteDedupStore:
-        """Open from a parsed ``sqlite:///abs/path.db?busy_timeout=S&synchronous=FULL``."""
+        """Open from a parsed ``sqlite:///billing.db?busy_timeout=S&synchronous=FULL``.
+
+        SQLAlchemy's convention: ``sqlite:///billing.db`` is relative to the working
+        directory, ``sqlite:////var/lib/app/billing.db`` (four slashes) absolute.
+        """
         parts = url.parts
-        path = unquote(parts.path)
-        if parts.netloc or not path.startswith("/"):
+        if parts.netloc or not parts.path.startswith("/"):
             raise url.error(
-                "the path must be absolute", "write sqlite:///abs/path/to/file.db (three slashes)"
+                "the path must follow three slashes",
+                "write sqlite:///relative/file.db (relative to the working directory) or "
+                "sqlite:////abs/path/file.db",
             )
-        if path == "/:memory:":
+        path = unquote(parts.path)[1:]  # the third slash ends the empty host part
+        if not path:
+            raise url.error("names no database file", "e.g. sqlite:///dedup.db")
+        if path == ":memory:":
             raise url.error(
                 "in-memory SQLite is not supported", "use memory:// for a store in this process"
             )

@@ -14,6 +14,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import Getter, Setter
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
+from streamkit.errors import MissingExtraError
 from streamkit.observability.tracing import PublishSpan, Tracing
 from streamkit.serde.events import HEADER_EVENT_ID, Headers, RawHeaders, header_value
 
@@ -105,7 +106,7 @@ class OtelTracing(Tracing):
 
     def __init__(self, tracer_provider: TracerProvider | None = None, client_id: str = "") -> None:
         if trace is None:
-            raise RuntimeError("OpenTelemetry is not installed (pip install 'streamkit[otel]')")
+            raise MissingExtraError(extra="otel", module="opentelemetry")
         from streamkit import __version__
 
         provider = tracer_provider or trace.get_tracer_provider()

@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaException
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AclBinding,
     AclBindingFilter,
@@ -22,7 +21,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     ResourceType,
 )
 
-from streamkit.client.diagnose import translate_kafka_error
+from streamkit.client.diagnose import kafka_errors
 from streamkit.errors import ConfigError, ConfigProblem
 
 __all__ = ["AclChange", "AclSpec", "consumer_acls", "ensure_acls", "producer_acls"]
@@ -130,10 +129,8 @@ def consumer_acls(
 
 
 def _wait(future: Any, action: str, topic: str | None = None) -> Any:
-    try:
+    with kafka_errors(action, topic=topic):
         return future.result(timeout=_TIMEOUT_S)
-    except KafkaException as exc:
-        raise translate_kafka_error(exc.args[0], operation=action, topic=topic) from exc
 
 
 def ensure_acls(admin: Any, specs: Iterable[AclSpec]) -> list[AclChange]:
@@ -147,17 +144,17 @@ def ensure_acls(admin: Any, specs: Iterable[AclSpec]) -> list[AclChange]:
         AuthorizationError: the admin principal may not describe or create ACLs.
     """
     unique = list(dict.fromkeys(specs))
-    missing = [
-        spec
-        for spec in unique
-        if not _wait(
-            admin.describe_acls(spec.binding_filter(), request_timeout=_TIMEOUT_S), "describe ACLs"
-        )
-    ]
+    missing = []
+    for spec in unique:
+        with kafka_errors("describe ACLs"):
+            described = admin.describe_acls(spec.binding_filter(), request_timeout=_TIMEOUT_S)
+        if not _wait(described, "describe ACLs"):
+            missing.append(spec)
     if missing:
-        futures = admin.create_acls(
-            [spec.binding() for spec in missing], request_timeout=_TIMEOUT_S
-        )
+        with kafka_errors("create ACLs"):
+            futures = admin.create_acls(
+                [spec.binding() for spec in missing], request_timeout=_TIMEOUT_S
+            )
         for future in futures.values():
             _wait(future, "create ACLs")
     return [AclChange(spec, "created" if spec in missing else "unchanged") for spec in unique]

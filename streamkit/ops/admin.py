@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
     ConfigResource,
@@ -17,7 +17,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 
 from streamkit.client.config import client_config, topic_config
 from streamkit.client.connect import connect
-from streamkit.client.diagnose import translate_kafka_error
+from streamkit.client.diagnose import kafka_errors
 from streamkit.errors import KafkaClientError
 from streamkit.ops.acl import AclChange, AclSpec, ensure_acls
 from streamkit.settings import StreamkitSettings, load_settings
@@ -62,10 +62,8 @@ class PartitionLag:
 
 
 def _result(future: Any, action: str, topic: str | None = None) -> Any:
-    try:
+    with kafka_errors(action, topic=topic):
         return future.result(timeout=_TIMEOUT_S)
-    except KafkaException as exc:
-        raise translate_kafka_error(exc.args[0], operation=action, topic=topic) from exc
 
 
 class StreamkitAdmin:
@@ -91,7 +89,8 @@ class StreamkitAdmin:
         """How many partitions ``topic`` has, or None if it does not exist."""
         # Asking for all topics: a metadata request naming the topic would let a broker
         # with auto.create.topics.enable create it, with default settings.
-        metadata = self._admin.list_topics(timeout=_TIMEOUT_S)
+        with kafka_errors("list topics", topic=topic):
+            metadata = self._admin.list_topics(timeout=_TIMEOUT_S)
         found = metadata.topics.get(topic)
         if found is None or found.error is not None:
             return None
@@ -112,7 +111,9 @@ class StreamkitAdmin:
             done = []
             if existing < spec.partitions:
                 new = NewPartitions(spec.name, spec.partitions)
-                for future in self._admin.create_partitions([new]).values():
+                with kafka_errors("increase partitions", topic=spec.name):
+                    futures = self._admin.create_partitions([new])
+                for future in futures.values():
                     _result(future, "increase partitions", spec.name)
                 done.append(
                     TopicChange(
@@ -138,7 +139,9 @@ class StreamkitAdmin:
             replication_factor=spec.replication_factor,
             config=self._configs(spec),
         )
-        for future in self._admin.create_topics([new], operation_timeout=_TIMEOUT_S).values():
+        with kafka_errors("create topic", topic=spec.name):
+            futures = self._admin.create_topics([new], operation_timeout=_TIMEOUT_S)
+        for future in futures.values():
             try:
                 _result(future, "create topic", spec.name)
             except KafkaClientError as exc:
@@ -148,9 +151,9 @@ class StreamkitAdmin:
 
     def _set_configs(self, spec: TopicSpec) -> TopicChange:
         resource = ConfigResource("topic", spec.name)
-        current = _result(
-            self._admin.describe_configs([resource])[resource], "describe configs", spec.name
-        )
+        with kafka_errors("describe configs", topic=spec.name):
+            described = self._admin.describe_configs([resource])
+        current = _result(described[resource], "describe configs", spec.name)
         differing = {
             k: v
             for k, v in self._configs(spec).items()
@@ -172,7 +175,9 @@ class StreamkitAdmin:
                 for k, v in differing.items()
             ],
         )
-        for future in self._admin.incremental_alter_configs([update]).values():
+        with kafka_errors("alter configs", topic=spec.name):
+            futures = self._admin.incremental_alter_configs([update])
+        for future in futures.values():
             _result(future, "alter configs", spec.name)
         return TopicChange(spec.name, "configs updated", ", ".join(sorted(differing)))
 
@@ -195,12 +200,14 @@ class StreamkitAdmin:
                     ],
                 )
             ]
-        futures = self._admin.list_consumer_group_offsets(request)
+        with kafka_errors("list group offsets", group=group):
+            futures = self._admin.list_consumer_group_offsets(request)
         committed = _result(futures[group], "list group offsets").topic_partitions
         latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
-        ends = self._admin.list_offsets(
-            {TopicPartition(tp.topic, tp.partition): latest for tp in committed}
-        )
+        with kafka_errors("list offsets"):
+            ends = self._admin.list_offsets(
+                {TopicPartition(tp.topic, tp.partition): latest for tp in committed}
+            )
         lags = []
         for tp in committed:
             end = _result(ends[TopicPartition(tp.topic, tp.partition)], "list offsets", tp.topic)

@@ -223,7 +223,7 @@ class Outbox:
         info = getattr(self._conn, "info", None)
         if info is None or not hasattr(info, "transaction_status"):
             return  # SQLAlchemy: the table comes from `streamkit db migrate`
-        psycopg = import_psycopg(OutboxError)
+        psycopg = import_psycopg()
         server = f"{info.host}:{info.port}/{info.dbname}"
         if (server, self.table) in _READY:
             return

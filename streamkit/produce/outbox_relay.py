@@ -146,7 +146,7 @@ class OutboxRelay:
                 "postgresql://user:password@host:5432/database?table=streamkit_outbox",
             )
             raise ConfigError([problem])
-        self._psycopg = import_psycopg(OutboxError)
+        self._psycopg = import_psycopg()
         try:
             self._url = PostgresURL(raw, OUTBOX_URL_ENV)
         except ValueError as exc:

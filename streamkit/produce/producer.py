@@ -4,9 +4,10 @@ Each record is validated against its Avro schema before it leaves the process; t
 schema is parsed once and its registry id cached, so the per-record path is: validate,
 encode with fastavro, hand to librdkafka. Delivery reports settle the
 :class:`~streamkit.produce.delivery.DeliveryFuture` returned by :meth:`send`; they are served
-inline, without a background thread (which cost every send a GIL hand-over): every
-few sends, by :meth:`flush`, :meth:`poll` and :meth:`close`, and by whoever waits on a
-future. Done-callbacks therefore run in the thread that serves the report.
+inline (a background poller cost every send a GIL hand-over): every few sends, by
+:meth:`flush`, :meth:`poll` and :meth:`close`, and by whoever waits on a future; a helper
+thread (``streamkit-producer-idle``) serves them only while the producer sits idle.
+Done-callbacks therefore run in the thread that serves the report.
 """
 
 from __future__ import annotations

@@ -150,7 +150,8 @@ class _Generator(Source):
         if isinstance(schema, dict) and schema["type"] in ("enum", "fixed"):
             if schema["type"] == "enum":
                 return f"(type({var}) is str and {var} in {self._symbols(schema)})"
-            return f"(type({var}) is bytes and len({var}) == {int(schema['size'])})"
+            size = int(schema["size"])  # bytearray: what a fixed decimal's preparation returns
+            return f"(type({var}) in (bytes, bytearray) and len({var}) == {size})"
         if isinstance(schema, dict):
             return self._accepts(schema["type"], var)
         if schema in RANGES:

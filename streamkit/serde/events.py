@@ -48,6 +48,7 @@ __all__ = [
     "HEADER_EVENT_ID",
     "HEADER_EVENT_TIME",
     "HEADER_EVENT_TYPE",
+    "Consumed",
     "Event",
     "EventDecoder",
     "EventEncoder",
@@ -278,6 +279,17 @@ def _read_body(writer: ValueSchema, body: memoryview, reader: AvroSchema | None)
     return schemaless_reader(io.BytesIO(body), writer.parsed, reader.parsed if reader else None)
 
 
+class Consumed(Protocol):
+    """The parts of a consumed ``confluent_kafka.Message`` that decoding reads."""
+
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def key(self) -> bytes | None: ...
+    def value(self) -> bytes | None: ...
+    def headers(self) -> RawHeaders: ...
+
+
 class WriterSchemaSource(Protocol):
     """Anything that resolves a schema id to its writer schema (the registry)."""
 
@@ -408,6 +420,17 @@ class EventDecoder:
                 offset=offset,
             ) from exc
         return self._event(record, writer, schema_id, topic, partition, offset, key, headers)
+
+    def decode_message(self, message: Consumed) -> Event:
+        """:meth:`decode` a consumed ``confluent_kafka.Message`` (value, place, key, headers)."""
+        return self.decode(
+            message.value(),
+            topic=message.topic() or "",
+            partition=message.partition(),
+            offset=message.offset(),
+            key=message.key(),
+            headers=message.headers(),
+        )
 
     @staticmethod
     def _event(

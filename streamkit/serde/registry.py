@@ -2,12 +2,17 @@
 
 A thin, caching face over ``confluent_kafka.schema_registry.SchemaRegistryClient``.
 Registry failures are translated into streamkit errors in one place,
-:func:`registry_errors`. A ``mock://<scope>`` URL selects an in-memory registry shared by
-the process (:mod:`streamkit.serde.mock_registry`), for broker-less tests.
+:func:`registry_errors`: each names what was asked, the request (method and URL), the
+registry's answer and the likely cause. The HTTP client's INFO line per request is
+left out of the service's log (streamkit logs each request at DEBUG instead). A
+``mock://<scope>`` URL selects an in-memory registry shared by the process
+(:mod:`streamkit.serde.mock_registry`), for broker-less tests.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +36,8 @@ from streamkit.settings import StreamkitSettings, env_var_name
 
 __all__ = ["CompatibilityReport", "SchemaRegistry", "registry_errors"]
 
+log = logging.getLogger(__name__)
+
 _INCOMPATIBLE = 409
 # Raised by the client's OAuth token fetch in recent confluent-kafka releases; where the
 # class does not exist, the placeholder is never raised.
@@ -38,18 +45,111 @@ _OAuthTokenError: type[Exception] = getattr(
     registry_error, "OAuthTokenError", type("_NeverRaised", (Exception,), {})
 )
 _OAUTH = env_var_name("schema_registry", "oauth_")
-_AUTH_HINTS = {
-    401: (
-        " (hint: the registry did not accept the request's credentials: it requires "
-        f"authentication ({_OAUTH}CLIENT_ID, {_OAUTH}CLIENT_SECRET, {_OAUTH}SCOPE and "
-        f"{_OAUTH}TOKEN_ENDPOINT_URL for OAuth, or "
-        f"{env_var_name('schema_registry', 'basic_auth_user_info')} / "
-        f"{env_var_name('schema_registry', 'bearer_auth_token')}); with OAuth set, the "
-        "token's audience or issuer is not what the registry expects)"
-    ),
-    403: " (hint: the registry knows the caller but does not let it do this: check its roles)",
-}
 _NOT_FOUND_CODES = frozenset({40401, 40402, 40403})
+_URL_VAR = env_var_name("schema_registry", "url")
+_AUTH_VARS = " / ".join(
+    env_var_name("schema_registry", name) for name in ("basic_auth_user_info", "bearer_auth_token")
+)
+_NO_REGISTRY_API = (
+    f"{_URL_VAR} is probably missing the registry's API path (Apicurio serves the "
+    "Confluent API under /apis/ccompat/v7, e.g. http://host:8080/apis/ccompat/v7), or "
+    "names another service"
+)
+_CODE_CAUSES = {
+    40401: "the subject does not exist (nothing was registered under it yet)",
+    40402: "the subject has no such version",
+    40403: "no schema has this id in this registry (was the data written against another "
+    "registry?)",
+    42201: "the registry refused the schema as invalid",
+    42203: "the registry does not know this compatibility level",
+}
+_STATUS_CAUSES = {
+    401: (
+        "the registry did not accept the request's credentials: it requires "
+        f"authentication ({_OAUTH}CLIENT_ID, {_OAUTH}CLIENT_SECRET, {_OAUTH}SCOPE and "
+        f"{_OAUTH}TOKEN_ENDPOINT_URL for OAuth, or {_AUTH_VARS}); with OAuth set, the "
+        "token's audience or issuer is not what the registry expects"
+    ),
+    403: "the credentials are valid but not allowed to do this: ask for registry access",
+    404: _NO_REGISTRY_API,
+    405: _NO_REGISTRY_API,
+    409: "the schema is not compatible with the subject's registered versions",
+    408: "the registry timed out; it may succeed later",
+    429: "the registry throttled the request; it may succeed later",
+}
+_MAX_BODY = 200
+
+# The request of the current thread's registry call, recorded by an HTTP client hook so
+# that an error can name it (the Confluent client's errors do not).
+_calls = threading.local()
+_quiet_urls: set[str] = set()
+
+
+class _QuietRequests(logging.Filter):
+    """Drops the HTTP client's INFO line per request for streamkit's registries."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or not str(record.msg).startswith("HTTP Request:"):
+            return True
+        url = str(record.args[1]) if isinstance(record.args, tuple) and record.args[1:] else ""
+        return not any(url.startswith(base) for base in _quiet_urls)
+
+
+_quiet_filter = _QuietRequests()
+
+
+def _record_request(request: Any) -> None:
+    _calls.request = f"{request.method} {str(request.url).partition('?')[0]}"
+
+
+def _log_response(response: Any) -> None:
+    log.debug(
+        "schema registry: %s -> HTTP %s", getattr(_calls, "request", "?"), response.status_code
+    )
+
+
+def _watch_requests(client: SchemaRegistryClient, base_url: str | None) -> None:
+    """Record each request (for error messages) and quiet the per-request INFO line."""
+    session = getattr(getattr(client, "_rest_client", None), "session", None)
+    hooks = getattr(session, "event_hooks", None)
+    if session is None or not isinstance(hooks, dict):
+        return  # another client implementation: errors just name no request
+    if _record_request not in hooks.get("request", []):
+        hooks["request"] = [*hooks.get("request", []), _record_request]
+        hooks["response"] = [*hooks.get("response", []), _log_response]
+        session.event_hooks = hooks
+    if base_url:
+        _quiet_urls.add(base_url.rstrip("/"))
+        http_log = logging.getLogger(type(session).__module__.partition(".")[0])
+        if _quiet_filter not in http_log.filters:
+            http_log.addFilter(_quiet_filter)
+
+
+def _http_failure(action: str, where: str, exc: SchemaRegistryError) -> str:
+    status, code = exc.http_status_code, exc.error_code
+    from_registry = code not in (None, -1) and code != status
+    if from_registry:
+        answer = f"registry error {code}: {exc.error_message}"
+    elif exc.error_message and not str(exc.error_message).startswith("Unknown Schema Registry"):
+        answer = f"no registry error code: {exc.error_message}"
+    else:
+        body = str(exc.error_message or "").removeprefix("Unknown Schema Registry Error: ")
+        answer = "not a schema registry's answer" + (
+            f": {body[:_MAX_BODY]}" if body and body != "b''" else ""
+        )
+    request = getattr(_calls, "request", None)
+    who = request or "the schema registry"
+    if status is not None and status >= 500:
+        cause: str | None = (
+            "the registry failed on its side (or its storage is down); it may succeed later"
+        )
+    elif from_registry:  # a registry answered: the path exists, the resource may not
+        known = _CODE_CAUSES.get(code or 0)
+        cause = known or (None if status in (404, 405) else _STATUS_CAUSES.get(status or 0))
+    else:
+        cause = _STATUS_CAUSES.get(status or 0)
+    hint = f" (hint: {cause})" if cause else ""
+    return f"cannot {action}{where}: {who} answered HTTP {status} ({answer}){hint}"
 
 
 @dataclass(frozen=True)
@@ -65,15 +165,18 @@ class CompatibilityReport:
 
 @contextmanager
 def registry_errors(action: str, *, subject: str | None = None) -> Iterator[None]:
-    """Translate registry client failures raised inside the block into RegistryError."""
+    """Translate registry client failures raised inside the block into RegistryError.
+
+    The message names ``action`` (what was asked), the request (method and URL, when a
+    :class:`SchemaRegistry` made it), the registry's answer and the likely cause.
+    """
     where = f" for subject {subject!r}" if subject else ""
+    _calls.request = None
     try:
         yield
     except SchemaRegistryError as exc:
-        hint = _AUTH_HINTS.get(exc.http_status_code, "")
         raise RegistryError(
-            f"schema registry refused to {action}{where}: HTTP {exc.http_status_code}, "
-            f"error {exc.error_code}: {exc.error_message}{hint}",
+            _http_failure(action, where, exc),
             http_status=exc.http_status_code,
             error_code=exc.error_code,
         ) from exc
@@ -91,9 +194,11 @@ def registry_errors(action: str, *, subject: str | None = None) -> Iterator[None
         raise RegistryError(f"cannot {action}{where}: {exc}") from exc
     except Exception as exc:
         if type(exc).__module__.startswith("httpx"):
+            request = getattr(_calls, "request", None)
             raise RegistryError(
-                f"cannot reach the schema registry to {action}{where}: {exc} "
-                "(hint: check STREAMKIT_SCHEMA_REGISTRY__URL and that the registry runs)",
+                f"cannot reach the schema registry to {action}{where}"
+                f"{f' ({request})' if request else ''}: {type(exc).__name__}: {exc} "
+                f"(hint: check {_URL_VAR} and that the registry runs)",
                 transient=True,
             ) from exc
         raise
@@ -124,6 +229,7 @@ class SchemaRegistry:
         if client is None and is_mock_url(self.settings.url):
             client = mock_client(str(self.settings.url))
         self._client = client or SchemaRegistryClient(client_config(settings, "schema_registry"))
+        _watch_requests(self._client, self.settings.url)
         self._ids: dict[tuple[str, str], int] = {}
         self._by_id: dict[int, ValueSchema] = {}
 
@@ -197,7 +303,7 @@ class SchemaRegistry:
 
     def _exists(self, subject: str) -> bool:
         try:
-            with registry_errors("look up the subject", subject=subject):
+            with registry_errors("list the versions", subject=subject):
                 # get_versions, not get_latest_version: the latter is cached by the client
                 # and would hide versions registered afterwards.
                 versions = self._client.get_versions(subject)

@@ -20,11 +20,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, cast
 
-from fastavro.schema import parse_schema
+from fastavro.schema import UnknownType, parse_schema
 
 from streamkit.errors import SchemaLoadError, SchemaValidationError
 from streamkit.serde.avro_writer import Writer, compile_writer
@@ -259,6 +260,42 @@ def _inline(node: Any, namespace: str, known: Mapping[str, dict[str, Any]], seen
     return copy
 
 
+def _reference_path(node: Any, namespace: str, wanted: str, path: str) -> str | None:
+    """The field path at which ``node`` refers to the named type ``wanted``."""
+    if isinstance(node, str):
+        full = node if "." in node or not namespace else f"{namespace}.{node}"
+        return path or "<root>" if wanted in (node, full) else None
+    branches: list[tuple[Any, str]] = []
+    if isinstance(node, list):
+        branches = [(branch, path) for branch in node]
+    elif isinstance(node, dict):
+        if node.get("type") in _NAMED_TYPES and "name" in node:
+            namespace = _full_name(node, namespace).rpartition(".")[0]
+        branches = [
+            (item.get("type"), f"{path}.{item['name']}" if path else str(item["name"]))
+            for item in node.get("fields", ())
+        ]
+        branches += [(node[key], f"{path}[]") for key in ("items", "values") if key in node]
+        if node.get("type") not in (*_NAMED_TYPES, None):  # {"type": "Currency"}, unions
+            branches.append((node["type"], path))
+    for branch, branch_path in branches:
+        found = _reference_path(branch, namespace, wanted, branch_path)
+        if found is not None:
+            return found
+    return None
+
+
+def _undefined(exc: UnknownType, raw: dict[str, Any], root: Path) -> str:
+    name = str(exc.name)
+    field_path = _reference_path(raw, "", name, "")
+    where = f" by field {field_path!r}" if field_path else ""
+    return (
+        f"type {name!r} is referenced{where} of {_full_name(raw, '')} but defined in no "
+        f"schema under {str(root)!r} (hint: add the .avsc file that defines {name}, or fix "
+        "the name or its namespace)"
+    )
+
+
 def _read(path: Path) -> dict[str, Any]:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
@@ -288,7 +325,9 @@ def load_schemas(directory: str | Path = "schemas") -> SchemaSet:
         definition = _inline(raw, "", known, set())
         try:
             parsed = cast(dict[str, Any], parse_schema(definition))
-        except Exception as exc:  # fastavro raises UnknownType, SchemaParseException, ...
+        except UnknownType as exc:
+            raise SchemaLoadError(_undefined(exc, raw, root), path=str(path)) from exc
+        except Exception as exc:  # fastavro raises SchemaParseException, ...
             raise SchemaLoadError(f"cannot parse schema: {exc}", path=str(path)) from exc
         name = _full_name(raw, "")
         schemas[name] = AvroSchema(name=name, definition=definition, parsed=parsed, path=path)
@@ -333,24 +372,74 @@ def _valid(datum: Any, schema: Any, named: Mapping[str, Any]) -> bool:
     return compile_check(schema, named)(datum)
 
 
+def _decimal_problem(datum: Any, schema: Mapping[str, Any]) -> str | None:
+    """Why ``datum`` is not a value of the decimal ``schema``, in words."""
+    precision, scale = int(schema.get("precision", 0)), int(schema.get("scale", 0))
+    example = f"decimal.Decimal('{format(Decimal(1).scaleb(-scale), 'f')}')"
+    if isinstance(datum, float):
+        return (
+            f"a float is not exact: pass decimal.Decimal({str(datum)!r}) for a decimal "
+            f"(precision {precision}, scale {scale})"
+        )
+    if not isinstance(datum, Decimal):
+        shown = repr(str(datum)) if isinstance(datum, int | str) else "..."
+        return (
+            f"expected decimal.Decimal (precision {precision}, scale {scale}), got "
+            f"{type(datum).__name__}: pass decimal.Decimal({shown})"
+        )
+    if not datum.is_finite():
+        return f"{datum} is not a finite decimal"
+    _, digits, exponent = datum.as_tuple()
+    places = -int(exponent) if int(exponent) < 0 else 0
+    if places > scale:
+        return (
+            f"{datum} has {places} decimal places but the schema's scale is {scale} "
+            f"(round it first: value.quantize({example}))"
+        )
+    whole = len(digits) - places if int(exponent) < 0 else len(digits) + int(exponent)
+    if whole > precision - scale:
+        return (
+            f"{datum} has {whole} digits before the point; precision {precision} with scale "
+            f"{scale} allows {precision - scale}"
+        )
+    return None
+
+
+def _logical_problem(datum: Any, schema: Any, named: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(expected, reason) when ``schema`` (or a branch of it) is a decimal ``datum`` misses."""
+    branches = schema if isinstance(schema, list) else [schema]
+    for branch in branches:
+        resolved = named.get(branch, branch) if isinstance(branch, str) else branch
+        if isinstance(resolved, dict) and resolved.get("logicalType") == "decimal":
+            if datum is None and "null" in branches:
+                return None
+            reason = _decimal_problem(datum, resolved)
+            return (_type_label(schema), reason) if reason else None
+    return None
+
+
 def _locate(
     datum: Any, schema: Any, named: Mapping[str, Any], path: str
-) -> tuple[str, str, str] | None:
-    """Find the first place where ``datum`` breaks ``schema``: (path, expected, actual)."""
+) -> tuple[str, str, str, str] | None:
+    """Find the first place where ``datum`` breaks ``schema``:
+    (path, expected, actual, reason); the reason is empty unless more can be said."""
     if _valid(datum, schema, named):
         return None
+    logical = _logical_problem(datum, schema, named)
+    if logical is not None:
+        return path or "<root>", logical[0], type(datum).__name__, logical[1]
     if isinstance(schema, str) and schema in named:
         schema = named[schema]
     if isinstance(schema, dict) and schema.get("type") == "record":
         if not isinstance(datum, Mapping):
-            return path or "<record>", _type_label(schema), type(datum).__name__
+            return path or "<record>", _type_label(schema), type(datum).__name__, ""
         for item in schema["fields"]:
             child = f"{path}.{item['name']}" if path else item["name"]
             value = datum.get(item["name"], _MISSING)
             if value is _MISSING:
                 if "default" in item:
                     continue
-                return child, _type_label(item["type"]), "missing"
+                return child, _type_label(item["type"]), "missing", ""
             found = _locate(value, item["type"], named, child)
             if found:
                 return found
@@ -365,8 +454,8 @@ def _locate(
             if found:
                 return found
     if isinstance(schema, dict) and schema.get("type") == "enum" and isinstance(datum, str):
-        return path or "<root>", f"one of {', '.join(schema['symbols'])}", repr(datum)
-    return path or "<root>", _type_label(schema), type(datum).__name__
+        return path or "<root>", f"one of {', '.join(schema['symbols'])}", repr(datum), ""
+    return path or "<root>", _type_label(schema), type(datum).__name__, ""
 
 
 def validate_record(schema: AvroSchema, record: Any) -> None:
@@ -374,13 +463,19 @@ def validate_record(schema: AvroSchema, record: Any) -> None:
 
     Raises:
         SchemaValidationError: naming the field path, the expected type and the
-            type found (``missing`` for an absent required field).
+            type found (``missing`` for an absent required field); for a decimal, why
+            the value does not fit (a float, too many decimal places, too many digits).
     """
     if schema.check(record):
         return
     named = schema.named_types
     location = _locate(record, schema.parsed, named, "")
-    field_path, expected, actual = location or ("<root>", schema.name, type(record).__name__)
+    field_path, expected, actual, reason = location or (
+        "<root>",
+        schema.name,
+        type(record).__name__,
+        "",
+    )
     raise SchemaValidationError(
-        schema=schema.name, field=field_path, expected=expected, actual=actual
+        schema=schema.name, field=field_path, expected=expected, actual=actual, reason=reason
     )

@@ -109,8 +109,9 @@ class _Generator(Source):
         if kind == "enum":
             symbols = self._constant(frozenset(schema["symbols"]))
             return f"(isinstance({var}, str) and {var} in {symbols})"
-        if kind == "fixed":
-            return f"(isinstance({var}, bytes) and len({var}) == {int(schema['size'])})"
+        if kind == "fixed":  # bytearray too: what a fixed decimal's preparation returns
+            size = int(schema["size"])
+            return f"(isinstance({var}, (bytes, bytearray)) and len({var}) == {size})"
         if kind == "array":
             return f"{self._array(schema['items'])}({var})"
         if kind == "map":

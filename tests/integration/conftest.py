@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from confluent_kafka import Consumer, DeserializingConsumer, Message
+from confluent_kafka import Consumer, DeserializingConsumer, Message, TopicPartition
 from confluent_kafka.serialization import Deserializer, StringDeserializer
 
 from streamkit.client.config import client_config
@@ -73,6 +73,18 @@ def settings_from_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> S
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return load_settings()
+
+
+def committed_offsets(
+    settings: StreamkitSettings, group: str, topic: str, partitions: int = 1
+) -> dict[int, int]:
+    """The offsets ``group`` committed on each partition of ``topic`` (-1001: none)."""
+    probe = Consumer({**client_config(settings, "consumer"), "group.id": group})
+    try:
+        found = probe.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=30)
+    finally:
+        probe.close()
+    return {tp.partition: tp.offset for tp in found}
 
 
 def raw_messages(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -75,3 +77,54 @@ def test_dashboard_queries_name_only_exported_metrics() -> None:
 )
 def test_provisioning_files_exist(path: str) -> None:
     assert (REPO / path).read_text().strip()
+
+
+FAKE_DOCKER = """#!/bin/sh
+# docker image inspect NAME: present when NAME is in $FAKE_IMAGES; nothing can be pulled.
+[ "$1 $2" = "image inspect" ] || exit 1
+case " $FAKE_IMAGES " in *" $3 "*) exit 0 ;; esac
+exit 1
+"""
+
+
+@pytest.mark.parametrize(
+    ("images", "registry", "started", "left_out"),
+    [
+        (
+            "streamkit/kafka:4.1.1 streamkit/apicurio-registry:3.3.3",
+            "http://127.0.0.1:8081/apis/ccompat/v7",
+            "(kafka schema-registry)",
+            ["Prometheus", "Grafana", "PostgreSQL", "Jaeger", "OTEL_", "--metrics-port"],
+        ),
+        (
+            "apache/kafka:4.1.1 confluentinc/cp-schema-registry:8.0.0 prom/prometheus:v3.5.0",
+            "http://127.0.0.1:8081\n",
+            "(kafka schema-registry prometheus)",
+            ["Grafana", "PostgreSQL", "Jaeger"],
+        ),
+    ],
+)
+def test_make_up_banner_lists_what_started_and_the_registry_url_to_use(
+    tmp_path: Path, images: str, registry: str, started: str, left_out: list[str]
+) -> None:
+    (tmp_path / "docker").write_text(FAKE_DOCKER)
+    (tmp_path / "docker").chmod(0o755)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.endswith("_IMAGE")},
+        "PATH": f"{tmp_path}:{os.environ['PATH']}",
+        "FAKE_IMAGES": images,
+        "COMPOSE": "true",  # compose itself is not run
+        "REGISTRY_WAIT_S": "0",
+    }
+    done = subprocess.run(
+        [str(REPO / "scripts" / "compose-up.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert f"streamkit stack is up {started}:" in done.stdout
+    assert f"STREAMKIT_SCHEMA_REGISTRY__URL={registry}" in done.stdout + "\n"
+    for name in left_out:
+        assert name not in done.stdout

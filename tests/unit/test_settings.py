@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from streamkit.errors import ConfigError
-from streamkit.settings import StreamkitSettings, load_settings
+from streamkit.settings import StreamkitSettings, load_settings, unknown_variables
 
 SECRET = "s3cr3t-Pa55word-xyz"
 
@@ -272,3 +273,142 @@ def test_secrets_never_appear_in_repr_or_errors(env: pytest.MonkeyPatch) -> None
     assert SECRET not in repr(caught.value)
     assert caught.value.__cause__ is None
     assert caught.value.__context__ is None or SECRET not in str(caught.value.__context__)
+
+
+@pytest.mark.parametrize(
+    ("variable", "suggested"),
+    [
+        # one underscore between section and field
+        ("STREAMKIT_KAFKA_BOOTSTRAP_SERVERS", "STREAMKIT_KAFKA__BOOTSTRAP_SERVERS"),
+        ("STREAMKIT_CONSUMER_GROUP_ID", "STREAMKIT_CONSUMER__GROUP_ID"),
+        # a misspelt field of a real section
+        ("STREAMKIT_CONSUMER__GROUPID", "STREAMKIT_CONSUMER__GROUP_ID"),
+        ("STREAMKIT_KAFKA__BOOTSTRAP_SERVER", "STREAMKIT_KAFKA__BOOTSTRAP_SERVERS"),
+        # an unknown section
+        ("STREAMKIT_CONSUMERS__GROUP_ID", "STREAMKIT_CONSUMER__GROUP_ID"),
+        ("STREAMKIT_REGISTRY__URL", "STREAMKIT_SCHEMA_REGISTRY__URL"),
+    ],
+)
+def test_unknown_variable_names_the_closest_setting(
+    env: pytest.MonkeyPatch, variable: str, suggested: str
+) -> None:
+    env.setenv(variable, "kafka.prod:9092")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert caught.value.env_vars == (variable,)
+    assert f"did you mean {suggested}?" in str(caught.value)
+    assert "kafka.prod" not in str(caught.value)  # names, never values
+
+
+def test_unknown_variable_without_a_close_setting_names_the_escape_hatch(
+    env: pytest.MonkeyPatch,
+) -> None:
+    env.setenv("STREAMKIT_FEATURE_FLAGS", "x")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "STREAMKIT_FEATURE_FLAGS: names no streamkit setting (hint:" in str(caught.value)
+    assert "STREAMKIT_IGNORE_UNKNOWN" in str(caught.value)
+
+
+def test_unknown_dotenv_line_is_reported_with_every_other_problem(
+    env: pytest.MonkeyPatch,
+) -> None:
+    Path(".env").write_text("STREAMKIT_KAFKA_CLIENT_ID=billing\n")
+    env.setenv("STREAMKIT_METRICS__PORT", "70000")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert set(caught.value.env_vars) == {"STREAMKIT_KAFKA_CLIENT_ID", "STREAMKIT_METRICS__PORT"}
+    assert "(in .env): did you mean STREAMKIT_KAFKA__CLIENT_ID?" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [
+        {"STREAMKIT_TEST_POSTGRES_URL": "postgresql://x", "STREAMKIT_TEST_KAFKA": "1"},
+        {"STREAMKIT_REBUILD": "1", "STREAMKIT_DOCKERD_TIMEOUT": "60"},
+        {"STREAMKIT_PRODUCER__EXTRA__LINGER_MS": "5"},  # a key of a dict setting
+        {"STREAMKIT_KAFKA": '{"client_id": "whole-section"}'},
+        {"STREAMKIT_BILLING_MODE": "x", "STREAMKIT_IGNORE_UNKNOWN": "1"},
+        {
+            "STREAMKIT_BILLING_MODE": "x",
+            "STREAMKIT_BILLING_TAX": "y",
+            "STREAMKIT_REGION": "z",
+            "STREAMKIT_IGNORE_UNKNOWN": "STREAMKIT_BILLING_*, streamkit_region",
+        },
+    ],
+)
+def test_variables_that_are_not_settings_but_expected_pass(
+    env: pytest.MonkeyPatch, variables: dict[str, str]
+) -> None:
+    for name, value in variables.items():
+        env.setenv(name, value)
+    load_settings()
+
+
+def test_ignore_list_leaves_other_unknown_variables_reported(env: pytest.MonkeyPatch) -> None:
+    env.setenv("STREAMKIT_IGNORE_UNKNOWN", "STREAMKIT_BILLING_*")
+    env.setenv("STREAMKIT_BILLING_MODE", "x")
+    env.setenv("STREAMKIT_CONSUMER__GROUPID", "billing")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert caught.value.env_vars == ("STREAMKIT_CONSUMER__GROUPID",)
+
+
+def test_repository_uses_no_streamkit_variable_that_would_be_refused() -> None:
+    # Scripts, the test kit and docs must not set STREAMKIT_* variables that a service's
+    # load_settings() would refuse: every name is a setting or listed as not one.
+    root = Path(__file__).resolve().parents[2]
+    files = [
+        path
+        for folder in ("streamkit", "scripts", "tests", "bench", "deploy")
+        for path in (root / folder).rglob("*")
+        if path.is_file() and path.suffix in (".py", ".sh", ".md", ".yml", ".env", "")
+    ]
+    files += [root / "Makefile", root / "README.md", root / "docker-compose.yml"]
+    names = set()
+    for path in files:
+        text = path.read_text(errors="replace") if path.exists() else ""
+        names |= set(re.findall(r"\bSTREAMKIT_[A-Z0-9_]*[A-Z0-9]\b", text))
+    names -= {"STREAMKIT_A", "STREAMKIT_B"}  # placeholders in tests/unit/test_errors.py
+    names = {n for n in names if not n.endswith("__") and "_*" not in n}
+    refused = unknown_variables(dict.fromkeys(names, "x"))
+    wanted_refusals = {
+        n for n in names if n.startswith(("STREAMKIT_FEATURE", "STREAMKIT_BILLING"))
+    } | {
+        "STREAMKIT_KAFKA_BOOTSTRAP_SERVERS",
+        "STREAMKIT_KAFKA_CLIENT_ID",
+        "STREAMKIT_CONSUMER_GROUP_ID",
+        "STREAMKIT_CONSUMER__GROUPID",
+        "STREAMKIT_CONSUMERS__GROUP_ID",
+        "STREAMKIT_REGISTRY__URL",
+        "STREAMKIT_KAFKA__BOOTSTRAP_SERVER",
+        "STREAMKIT_REGION",
+    }
+    assert {p.env_var for p in refused} <= wanted_refusals
+
+
+def test_load_settings_overrides_one_field_and_keeps_the_rest(env: pytest.MonkeyPatch) -> None:
+    env.setenv("STREAMKIT_CONSUMER__MAX_RETRIES", "7")
+    settings = load_settings(consumer={"group_id": "billing"})
+    assert settings.consumer.group_id == "billing"
+    assert settings.consumer.max_retries == 7
+
+
+def test_with_group_returns_a_validated_copy(env: pytest.MonkeyPatch) -> None:
+    env.setenv("STREAMKIT_CONSUMER__MAX_RETRIES", "7")
+    settings = load_settings()
+    billing = settings.with_group("billing")
+    assert billing.consumer.group_id == "billing"
+    assert billing.consumer.max_retries == 7
+    assert settings.consumer.group_id is None
+    assert billing.consumer.require_group() == "billing"
+    with pytest.raises(ConfigError) as caught:
+        settings.with_group(" ")
+    assert caught.value.env_vars == ("STREAMKIT_CONSUMER__GROUP_ID",)
+
+
+def test_require_group_names_the_variable(env: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings().consumer.require_group()
+    assert caught.value.env_vars == ("STREAMKIT_CONSUMER__GROUP_ID",)
+    assert "with_group" in str(caught.value)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -50,3 +51,26 @@ def test_config_show_fails_on_bad_settings(env: pytest.MonkeyPatch) -> None:
     assert "STREAMKIT_SECURITY__SASL_MECHANISM" in result.output
     assert "STREAMKIT_KAFKA__BOOTSTRAP_SERVERS" in result.output
     assert SECRET not in result.output
+
+
+def test_schemas_check_names_an_undefined_type_and_where(
+    env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    env.setenv("STREAMKIT_SCHEMA_REGISTRY__URL", "http://127.0.0.1:1")  # never asked
+    (tmp_path / "order.avsc").write_text(
+        json.dumps(
+            {
+                "type": "record",
+                "name": "Order",
+                "namespace": "com.shop",
+                "streamkit.topic": "orders",
+                "fields": [{"name": "currency", "type": "Currency"}],
+            }
+        )
+    )
+    result = runner.invoke(app, ["schemas", "check", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "type 'com.shop.Currency' is referenced by field 'currency' of com.shop.Order" in (
+        result.output
+    )
+    assert "order.avsc" in result.output

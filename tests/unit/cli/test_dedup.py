@@ -4,6 +4,9 @@ import json
 from pathlib import Path
 
 import pytest
+
+pytest.importorskip("typer", reason="the CLI needs streamkit[cli]")
+
 from typer.testing import CliRunner
 
 from streamkit.cli.app import app

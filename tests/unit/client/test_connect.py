@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("cryptography", reason="the test certificates need streamkit[testing]")
 
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 
 from streamkit.client.connect import ConnectionWatch, check_connection, refine
-from streamkit.client.diagnose import diagnose, translate_kafka_error
+from streamkit.client.diagnose import diagnose, kafka_errors, translate_kafka_error
 from streamkit.errors import (
     AuthenticationError,
     AuthorizationError,
@@ -170,10 +173,120 @@ def test_zero_bound_switches_the_check_off() -> None:
     assert check_connection(settings) is None
 
 
-def test_unreachable_broker_fails_within_the_bound() -> None:
-    settings = load_settings(kafka={"bootstrap_servers": "127.0.0.1:1"})
+@pytest.fixture
+def silent_listener() -> Iterator[str]:
+    """A port that accepts connections and never answers (a hanging address)."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        yield f"127.0.0.1:{server.getsockname()[1]}"
+
+
+def _closed_port() -> str:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        return f"127.0.0.1:{server.getsockname()[1]}"  # closed on return: refuses
+
+
+def test_refused_everywhere_fails_at_once_not_at_the_bound() -> None:
+    servers = f"{_closed_port()},{_closed_port()}"
+    settings = load_settings(kafka={"bootstrap_servers": servers})
+    # The bound (the 30 s default) is never reached: the message is the refusal's.
+    with pytest.raises(BrokerUnavailableError) as caught:
+        check_connection(settings)
+    text = str(caught.value)
+    assert "every bootstrap server refused the connection" in text
+    assert all(server in text for server in servers.split(","))
+    assert "STREAMKIT_KAFKA__BOOTSTRAP_SERVERS" in text
+    assert "answered within" not in text
+
+
+def test_hanging_address_fails_within_the_bound(silent_listener: str) -> None:
+    settings = load_settings(kafka={"bootstrap_servers": silent_listener})
     with pytest.raises(BrokerUnavailableError, match=r"within 0\.5 s"):
         check_connection(settings, timeout_s=0.5)
+
+
+def test_one_refusing_server_of_two_waits_for_the_other(silent_listener: str) -> None:
+    settings = load_settings(kafka={"bootstrap_servers": f"{_closed_port()},{silent_listener}"})
+    with pytest.raises(BrokerUnavailableError, match=r"within 1 s"):
+        check_connection(settings, timeout_s=1)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "named"),
+    [
+        (
+            "127.0.0.1:8081/bootstrap: Receive failed: Invalid response size 1213486160 "
+            "(0..100000000): increase receive.message.max.bytes (after 2ms in state "
+            "APIVERSION_QUERY)",
+            BrokerUnavailableError,
+            "127.0.0.1:8081 is not a Kafka listener (it answered 'HTTP'...",
+        ),
+        (
+            "127.0.0.1:6379/bootstrap: ApiVersionRequest failed: Local: Timed out: probably "
+            "due to broker version < 0.10 (see api.version.request configuration) (after "
+            "10006ms in state APIVERSION_QUERY)",
+            BrokerUnavailableError,
+            "never answered Kafka's first request",
+        ),
+        (
+            "127.0.0.1:9093/bootstrap: Receive failed: Invalid response size 352518912 "
+            "(0..100000000): increase receive.message.max.bytes (after 2ms in state "
+            "APIVERSION_QUERY)",
+            TlsError,
+            "answered in TLS",
+        ),
+    ],
+)
+def test_an_address_that_is_no_kafka_listener_is_named_without_impossible_causes(
+    text: str, expected: type[KafkaClientError], named: str
+) -> None:
+    error = translate_kafka_error(KafkaError(KafkaError._BAD_MSG, text), operation="connect")
+    assert type(error) is expected
+    assert named in str(error)
+    assert "receive.message.max.bytes" not in str(error)
+    assert "broker version" not in str(error)
+
+
+def test_a_large_response_from_a_real_broker_keeps_librdkafkas_advice() -> None:
+    text = (
+        "b1:9092/1: Receive failed: Invalid response size 200000000 (0..100000000): "
+        "increase receive.message.max.bytes (after 2ms in state UP)"
+    )
+    error = translate_kafka_error(KafkaError(KafkaError._BAD_MSG, text), operation="consume")
+    assert "increase receive.message.max.bytes" in str(error)
+
+
+def test_routine_start_up_lines_are_logged_at_debug(caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("test.librdkafka")
+    watch = ConnectionWatch(logger=logger, quiet=False)
+    line = (
+        "[thrd:main]: Failed to acquire idempotence PID from broker b:9092/1: Broker: "
+        "Coordinator load in progress: retrying"
+    )
+    with caplog.at_level(logging.DEBUG, logger="test.librdkafka"):
+        watch.log(logging.WARNING, "%s [%s] %s", "GETPID", "rk", line)
+        watch.log(logging.WARNING, "%s [%s] %s", "FAIL", "rk", "[thrd:b]: b: Connect failed")
+    assert [r.levelno for r in caplog.records] == [logging.DEBUG, logging.WARNING]
+
+
+@pytest.mark.parametrize(
+    ("raised", "expected"),
+    [
+        (
+            KafkaException(KafkaError(KafkaError._INVALID_ARG, "Failed to set subscription")),
+            KafkaClientError,
+        ),
+        (KafkaException(KafkaError(KafkaError._TIMED_OUT, "Timed out")), BrokerUnavailableError),
+        (KafkaException("plain text"), KafkaClientError),
+    ],
+)
+def test_kafka_errors_leaves_no_bare_kafka_exception(
+    raised: KafkaException, expected: type[KafkaClientError]
+) -> None:
+    with pytest.raises(KafkaClientError) as caught, kafka_errors("subscribe"):
+        raise raised
+    assert type(caught.value) is expected
+    assert str(caught.value).startswith("subscribe failed")
+    assert caught.value.__cause__ is raised
 
 
 @pytest.mark.parametrize(

@@ -52,6 +52,38 @@ def test_url_options(tmp_path: Path) -> None:
         assert store._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 250
 
 
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:///billing.db", "billing.db"),  # relative to the working directory
+        ("sqlite:///data/billing.db", "data/billing.db"),
+        ("sqlite:///{cwd}/abs.db", "abs.db"),  # an absolute path after three slashes: four
+    ],
+)
+def test_url_paths_follow_the_sqlalchemy_convention(
+    url: str, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    with closing(open_store(url.format(cwd=tmp_path))) as store:
+        assert isinstance(store, SqliteDedupStore)
+        assert store.path == tmp_path / expected
+    assert (tmp_path / expected).is_file()
+
+
+def test_relative_path_is_resolved_once_at_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with closing(SqliteDedupStore("billing.db")) as store:
+        (tmp_path / "elsewhere").mkdir()
+        monkeypatch.chdir(tmp_path / "elsewhere")
+        store.claim(["k"])
+        assert store.path == tmp_path / "billing.db"
+    assert _rows(tmp_path / "billing.db") == 1
+    assert not (tmp_path / "elsewhere" / "billing.db").exists()
+
+
 def test_claims_expire_by_the_clock(
     sqlite_store: SqliteDedupStore, other: SqliteDedupStore, clock: FakeClock
 ) -> None:
@@ -133,11 +165,6 @@ def test_a_file_that_is_not_a_database(tmp_path: Path) -> None:
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(DedupStoreError, match=r"not a database.*hint"):
         SqliteDedupStore(path)
-
-
-def test_relative_paths_are_refused() -> None:
-    with pytest.raises(DedupStoreError, match="absolute"):
-        SqliteDedupStore("relative.db")
 
 
 # exactly once ---------------------------------------------------------------------

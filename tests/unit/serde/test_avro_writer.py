@@ -202,6 +202,9 @@ VALID_FIELDS = {
     "m": st.dictionaries(st.text(max_size=3), st.none() | st.text(max_size=3), max_size=3),
     "id": st.uuids() | st.uuids().map(str),
     "ts": INT64 | st.datetimes(datetime(1970, 1, 1), datetime(2200, 1, 1), timezones=st.just(UTC)),
+    "price": st.decimals(min_value=-9999, max_value=9999, places=2),  # precision 6, scale 2
+    "rate": st.decimals(min_value=-99, max_value=99, places=4)  # fixed(4), precision 6
+    | st.binary(min_size=4, max_size=4),
 }
 OPTIONAL_FIELDS = {  # fields with a default: absent or given
     "u": st.none() | INT64 | st.sampled_from(["RED", "GREEN"]),

@@ -64,7 +64,39 @@ def test_unknown_named_type_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(SchemaLoadError) as caught:
         load_schemas(tmp_path)
     assert "user.avsc" in str(caught.value)
-    assert "Nowhere" in str(caught.value)
+    assert "type 'Nowhere' is referenced by field 'p' of User" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("field_type", "field_path"),
+    [
+        ("Currency", "amount.currency"),
+        (["null", "Currency"], "amount.currency"),
+        ({"type": "array", "items": "Currency"}, "amount.currency[]"),
+        ({"type": "map", "values": "com.shop.Currency"}, "amount.currency[]"),
+    ],
+)
+def test_undefined_type_names_where_it_is_referenced(
+    tmp_path: Path, field_type: Any, field_path: str
+) -> None:
+    money = {
+        "type": "record",
+        "name": "Money",
+        "fields": [{"name": "cents", "type": "long"}, {"name": "currency", "type": field_type}],
+    }
+    order = {
+        "type": "record",
+        "name": "Order",
+        "namespace": "com.shop",
+        "fields": [{"name": "id", "type": "string"}, {"name": "amount", "type": money}],
+    }
+    _write(tmp_path, "order.avsc", order)
+    with pytest.raises(SchemaLoadError) as caught:
+        load_schemas(tmp_path)
+    assert (
+        f"type 'com.shop.Currency' is referenced by field {field_path!r} of com.shop.Order "
+        f"but defined in no schema under {str(tmp_path)!r}"
+    ) in str(caught.value)
 
 
 @pytest.mark.parametrize("content", ["{not json", '"string"', '{"type": "record"}'])

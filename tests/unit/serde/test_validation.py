@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import uuid
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,21 @@ EVERY_TYPE = parse_schema(
             {"name": "id", "type": {"type": "string", "logicalType": "uuid"}},
             {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}},
             {"name": "day", "type": {"type": "int", "logicalType": "date"}, "default": 0},
+            {
+                "name": "price",
+                "type": {"type": "bytes", "logicalType": "decimal", "precision": 6, "scale": 2},
+            },
+            {
+                "name": "rate",
+                "type": {
+                    "type": "fixed",
+                    "name": "Rate",
+                    "size": 4,
+                    "logicalType": "decimal",
+                    "precision": 6,
+                    "scale": 4,
+                },
+            },
             {"name": "next", "type": ["null", "Everything"], "default": None},
         ],
     }
@@ -62,6 +78,8 @@ VALID = {
     "u": "GREEN",
     "id": "00000000-0000-4000-8000-000000000001",
     "ts": 1700000000000,
+    "price": Decimal("41.99"),
+    "rate": Decimal("0.1900"),
     "next": {
         "n": None,
         "b": False,
@@ -77,6 +95,8 @@ VALID = {
         "m": {},
         "id": "00000000-0000-4000-8000-000000000002",
         "ts": 0,
+        "price": Decimal("-0.01"),
+        "rate": b"\x00\x00\x00\x00",
     },
 }
 
@@ -87,6 +107,9 @@ leaves = st.one_of(
     st.floats(allow_nan=False),
     st.text(max_size=5),
     st.binary(max_size=5),
+    st.binary(min_size=4, max_size=4).map(bytearray),
+    # decimals of every scale and size, and floats where a decimal belongs
+    st.decimals(allow_nan=False, allow_infinity=False, places=None),
     st.sampled_from(["RED", "GREEN", "BLUE", "EUR", "PLACED"]),
     # what the logical types convert: fastavro accepts these in their fields
     st.datetimes(timezones=st.just(UTC)),
