@@ -1,48 +1,8 @@
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-import pytest
-
-from streamkit.consume.processing import (
-    DLQ_HEADERS,
-    backoff_delays,
-    dead_letter,
-    dedup_key,
-    take_batch,
-)
-from streamkit.serde.events import RawHeaders
+from streamkit.consume.processing import backoff_delays, dedup_key, take_batch
 from streamkit.settings import ConsumerSettings
-
-
-@dataclass
-class FakeMessage:
-    """Stands in for confluent_kafka.Message."""
-
-    _headers: RawHeaders = field(default_factory=list)
-    _topic: str = "orders"
-    _partition: int = 2
-    _offset: int = 41
-    _key: bytes | None = b"k"
-    _value: bytes | None = b"v"
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def key(self) -> bytes | None:
-        return self._key
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def headers(self) -> RawHeaders:
-        return self._headers
+from tests.unit.consume.conftest import FakeMessage
 
 
 def test_backoff_doubles_and_is_capped() -> None:
@@ -56,29 +16,6 @@ def test_dedup_key_prefers_function_then_header_then_position() -> None:
     assert dedup_key(with_id) == "e-1"
     assert dedup_key(with_id, lambda m: f"custom-{m.offset()}") == "custom-41"
     assert dedup_key(FakeMessage()) == "orders/2/41"
-
-
-def test_dead_letter_keeps_bytes_and_headers_and_adds_reason() -> None:
-    message = FakeMessage([("trace", b"t"), ("empty", None)])
-    letter = dead_letter(message, ValueError("bad"), attempts=4, group="g", suffix=".dlq")
-    headers = dict(letter.headers)
-    assert letter.topic == "orders.dlq"
-    assert (letter.key, letter.value) == (b"k", b"v")
-    assert headers["trace"] == b"t"
-    assert "empty" not in headers
-    assert set(DLQ_HEADERS) <= headers.keys()
-    assert headers["dlq-reason"] == b"ValueError: bad"
-    assert headers["dlq-error-type"] == b"builtins.ValueError"
-    assert headers["dlq-attempts"] == b"4"
-    assert headers["dlq-source-partition"] == b"2"
-
-
-@pytest.mark.parametrize("size", [10, 5000])
-def test_dead_letter_reason_is_bounded(size: int) -> None:
-    letter = dead_letter(
-        FakeMessage(), RuntimeError("x" * size), attempts=1, group="g", suffix=".dlq"
-    )
-    assert len(dict(letter.headers)["dlq-reason"]) <= 2000
 
 
 class _Queue:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from streamkit.serde.events import Event, EventEncoder
 from streamkit.serde.schemas import AvroSchema, load_schemas
 from streamkit.settings import load_settings
 from tests.factories import ORDER_SCHEMA, order
+from tests.unit.consume.conftest import FakeClient, FakeMessage
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -65,34 +67,6 @@ def test_transaction_timeout_covers_delivery_timeout() -> None:
         assert conf["transaction.timeout.ms"] == expected >= conf["delivery.timeout.ms"]
 
 
-class FakeMessage:
-    """A consumed record, as much of ``confluent_kafka.Message`` as the processor reads."""
-
-    def __init__(self, partition: int, offset: int, value: bytes) -> None:
-        self._partition, self._offset, self._value = partition, offset, value
-
-    def topic(self) -> str:
-        return "in"
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def key(self) -> bytes | None:
-        return None
-
-    def value(self) -> bytes:
-        return self._value
-
-    def headers(self) -> list[tuple[str, bytes]]:
-        return [("event-id", f"e-{self._partition}-{self._offset}".encode())]
-
-    def error(self) -> None:
-        return None
-
-
 class FakeTxnClient:
     """The transactional producer calls, recorded; ``commit_errors`` are raised in turn."""
 
@@ -107,6 +81,9 @@ class FakeTxnClient:
 
     def produce(self, topic: str, value: bytes | None, key: Any, headers: Any) -> None:
         self.produced.append((topic, value))
+
+    def poll(self, timeout: float) -> int:
+        return 0
 
     def send_offsets_to_transaction(self, offsets: Any, metadata: Any, timeout: float) -> None:
         self.offsets.append(offsets)
@@ -132,20 +109,6 @@ class FakeProducer:
         pass
 
 
-class FakeConsumer:
-    def __init__(self) -> None:
-        self.seeks: list[TopicPartition] = []
-
-    def consumer_group_metadata(self) -> object:
-        return object()
-
-    def seek(self, partition: TopicPartition) -> None:
-        self.seeks.append(partition)
-
-    def close(self) -> None:
-        pass
-
-
 class FakeRegistry:
     def __init__(self, schema: AvroSchema) -> None:
         self._schema = schema
@@ -164,8 +127,8 @@ def order_schema() -> AvroSchema:
 
 def _processor(
     monkeypatch: pytest.MonkeyPatch, schema: AvroSchema, client: FakeTxnClient
-) -> tuple[TransactionalProcessor, FakeConsumer]:
-    consumer = FakeConsumer()
+) -> tuple[TransactionalProcessor, FakeClient]:
+    consumer = FakeClient(_batch(schema))
     monkeypatch.setattr(transactional, "Consumer", lambda conf: consumer)
     monkeypatch.setattr(
         transactional, "EventProducer", lambda *a, **k: FakeProducer(client, schema)
@@ -183,16 +146,18 @@ def _processor(
     return TransactionalProcessor(["in"], transform, settings=settings, registry=registry), consumer
 
 
-def _batch(schema: AvroSchema) -> list[Any]:
+def _batch(schema: AvroSchema) -> list[FakeMessage]:
     encoder = EventEncoder(schema, 1)
     values = [encoder.encode(Event(payload=order(i), type="OrderPlaced")) for i in range(3)]
     # partition 0 offsets 5, 6 (order-2 fails), partition 1 offset 9 (not Avro)
     return [
-        FakeMessage(0, 5, values[0]),
-        FakeMessage(0, 6, values[2]),
-        FakeMessage(1, 8, values[1]),
-        FakeMessage(1, 9, b"not avro"),
-    ]
+        FakeMessage([("event-id", f"e-{p}-{o}".encode())], "in", p, o, None, value)
+        for p, o, value in ((0, 5, values[0]), (0, 6, values[2]), (1, 8, values[1]))
+    ] + [FakeMessage([("event-id", b"e-1-9")], "in", 1, 9, None, b"not avro")]
+
+
+def _run(processor: TransactionalProcessor) -> None:
+    processor.run(max_messages=4, handle_signals=False)
 
 
 def test_one_transaction_holds_outputs_dead_letters_and_next_offsets(
@@ -200,9 +165,9 @@ def test_one_transaction_holds_outputs_dead_letters_and_next_offsets(
 ) -> None:
     client = FakeTxnClient([])
     processor, consumer = _processor(monkeypatch, order_schema, client)
-    processor._process(_batch(order_schema))
+    _run(processor)
     assert client.calls == ["begin", "commit"]
-    assert [topic for topic, _ in client.produced] == ["out", "in.dlq", "out", "in.dlq"]
+    assert Counter(topic for topic, _ in client.produced) == {"out": 2, "in.dlq": 2}
     assert {(tp.partition, tp.offset) for tp in client.offsets[0]} == {(0, 7), (1, 10)}
     assert processor.stats == TransactionStats(consumed=4, produced=2, dead_lettered=2, committed=1)
     assert consumer.seeks == []
@@ -214,7 +179,7 @@ def test_an_abortable_commit_error_aborts_and_rewinds_to_the_batch_start(
     abortable = KafkaError(KafkaError._STATE, "fenced epoch", txn_requires_abort=True)
     client = FakeTxnClient([abortable])
     processor, consumer = _processor(monkeypatch, order_schema, client)
-    processor._process(_batch(order_schema))
+    _run(processor)
     assert client.calls == ["begin", "commit", "abort"]
     assert {(tp.partition, tp.offset) for tp in consumer.seeks} == {(0, 5), (1, 8)}
     assert processor.stats.aborted == 1
@@ -228,7 +193,7 @@ def test_a_fatal_commit_error_is_raised_translated(
     client = FakeTxnClient([fenced])
     processor, _ = _processor(monkeypatch, order_schema, client)
     with pytest.raises(KafkaClientError, match="fenced") as info:
-        processor._process(_batch(order_schema))
+        _run(processor)
     assert info.value.fatal
     assert client.calls == ["begin", "commit", "abort"]  # tried, best effort
 
@@ -239,6 +204,6 @@ def test_retriable_commit_errors_commit_again(
     timed_out = KafkaError(KafkaError._TIMED_OUT, "slow coordinator", retriable=True)
     client = FakeTxnClient([timed_out, timed_out])
     processor, _ = _processor(monkeypatch, order_schema, client)
-    processor._process(_batch(order_schema))
+    _run(processor)
     assert client.calls == ["begin", "commit", "commit", "commit"]
     assert processor.stats.committed == 1

@@ -31,6 +31,11 @@ EXPECTED_NAMES = {
     "streamkit_consumer_lag",
     "streamkit_produced_bytes",
     "streamkit_produced_bytes_per_event",
+    "streamkit_consumer_in_flight",
+    "streamkit_consumer_handlers_running",
+    "streamkit_consumer_paused_partitions",
+    "streamkit_consumer_watermark_lag",
+    "streamkit_dependency_up",
 }
 
 

@@ -1,0 +1,263 @@
+"""Where handlers run: on the poll thread, on a bounded thread pool, or as asyncio tasks.
+
+An executor runs the works the :class:`~streamkit.consume.dispatch.Dispatcher` hands
+out. After each handler call it asks the dispatcher for the next work of the freed slot
+and starts it at once (no round trip through the poll thread), and it reports the
+outcome through the :class:`Completions` queue, which the poll thread drains in batches
+to do the bookkeeping (dedup marks, offsets, commits).
+
+- :class:`InlineExecutor` (concurrency 1, sync handler): the handler runs on the poll
+  thread, as a plain loop: no thread hop at all.
+- :class:`ThreadExecutor` (concurrency N, sync handler): N daemon threads.
+- :class:`AsyncExecutor` (coroutine handler): up to N tasks on the service's event loop;
+  the poll thread hands a batch over with one ``call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+from streamkit.consume.dispatch import Dispatcher
+from streamkit.consume.work import Work
+from streamkit.serde.events import Event
+
+__all__ = [
+    "AsyncExecutor",
+    "Completions",
+    "Executor",
+    "InlineExecutor",
+    "ThreadExecutor",
+]
+
+log = logging.getLogger(__name__)
+
+SyncCall = Callable[[Event], Any]
+AsyncCall = Callable[[Event], Awaitable[Any]]
+Timed = Callable[[Work, float], None]
+
+
+class Completions:
+    """Works whose handler call ended, handed from the runners to the poll thread.
+
+    ``deque`` appends and pops are atomic, so runners never take a lock here; the
+    :attr:`wake` event lets a poll thread that waits for room or for a drain return at
+    once.
+    """
+
+    def __init__(self) -> None:
+        self._done: deque[Work] = deque()
+        self.wake = threading.Event()
+
+    def __len__(self) -> int:
+        return len(self._done)
+
+    def put(self, work: Work) -> None:
+        """Report a work whose handler call ended (``work.error`` says how)."""
+        self._done.append(work)
+        self.wake.set()
+
+    def take(self) -> list[Work]:
+        """Every work reported so far (poll thread)."""
+        done = self._done
+        taken = []
+        while done:
+            taken.append(done.popleft())
+        return taken
+
+
+class Executor(Protocol):
+    """Runs works handed out by the dispatcher."""
+
+    def start(self, works: Sequence[Work]) -> None:
+        """Start ``works`` (each has a slot)."""
+        ...
+
+    def close(self, timeout_s: float) -> None:
+        """Stop taking works; wait up to ``timeout_s`` for the runners to end."""
+        ...
+
+
+def _call(handler: SyncCall, work: Work, timed: Timed) -> None:
+    """Run the handler on ``work.event``; the outcome goes into ``work.error``."""
+    work.attempts += 1
+    started = time.perf_counter()
+    try:
+        handler(work.event)  # type: ignore[arg-type]  # dispatched works are decoded
+    except Exception as exc:
+        work.error = exc
+    else:
+        work.error = None
+    work.handled_at = time.perf_counter()
+    timed(work, work.handled_at - started)
+
+
+class InlineExecutor:
+    """Concurrency 1 with a sync handler: runs each work on the calling (poll) thread.
+
+    :meth:`start` returns when the started work and every work the dispatcher hands out
+    after it have run; ``stopping`` is checked between works, and a work not started
+    because of it is given back to the dispatcher.
+    """
+
+    def __init__(
+        self,
+        handler: SyncCall,
+        dispatcher: Dispatcher,
+        completions: Completions,
+        timed: Timed,
+        stopping: threading.Event,
+    ) -> None:
+        self._handler = handler
+        self._dispatcher = dispatcher
+        self._completions = completions
+        self._timed = timed
+        self._stopping = stopping
+
+    def start(self, works: Sequence[Work]) -> None:
+        handler, dispatcher, completions, timed = (
+            self._handler,
+            self._dispatcher,
+            self._completions,
+            self._timed,
+        )
+        for first in works:
+            work: Work | None = first
+            while work is not None:
+                if self._stopping.is_set():
+                    dispatcher.give_back(work)
+                    break
+                _call(handler, work, timed)
+                completions.put(work)
+                work = dispatcher.finish(work, advance=work.error is None)
+
+    def close(self, timeout_s: float) -> None:
+        pass
+
+
+class ThreadExecutor:
+    """Concurrency N with a sync handler: N daemon threads run the works."""
+
+    def __init__(
+        self,
+        handler: SyncCall,
+        dispatcher: Dispatcher,
+        completions: Completions,
+        timed: Timed,
+        *,
+        name: str,
+    ) -> None:
+        self._handler = handler
+        self._dispatcher = dispatcher
+        self._completions = completions
+        self._timed = timed
+        self._inbox: queue.SimpleQueue[Work | None] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._serve, name=f"{name}-{index}", daemon=True)
+            for index in range(dispatcher.slots)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def start(self, works: Sequence[Work]) -> None:
+        for work in works:
+            self._inbox.put(work)
+
+    def _serve(self) -> None:
+        handler, dispatcher, completions, timed = (
+            self._handler,
+            self._dispatcher,
+            self._completions,
+            self._timed,
+        )
+        while True:
+            work = self._inbox.get()
+            if work is None:  # close() sends one per thread
+                return
+            while work is not None:
+                _call(handler, work, timed)
+                completions.put(work)
+                work = dispatcher.finish(work, advance=work.error is None)
+
+    def close(self, timeout_s: float) -> None:
+        for _ in self._threads:
+            self._inbox.put(None)
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        stuck = sum(thread.is_alive() for thread in self._threads)
+        if stuck:
+            log.warning("%d handler threads still busy after %.1f s; left behind", stuck, timeout_s)
+
+
+class AsyncExecutor:
+    """Coroutine handlers as up to N tasks on ``loop`` (the service's own event loop)."""
+
+    def __init__(
+        self,
+        handler: AsyncCall,
+        dispatcher: Dispatcher,
+        completions: Completions,
+        timed: Timed,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self._handler = handler
+        self._dispatcher = dispatcher
+        self._completions = completions
+        self._timed = timed
+        self._loop = loop
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def running_tasks(self) -> int:
+        """Tasks alive on the loop."""
+        return len(self._tasks)
+
+    def start(self, works: Sequence[Work]) -> None:
+        # One hop per batch, never one per message.
+        if works:
+            self._loop.call_soon_threadsafe(self._spawn_all, list(works))
+
+    def _spawn_all(self, works: list[Work]) -> None:
+        for work in works:
+            self._spawn(work)
+
+    def _spawn(self, work: Work) -> None:
+        task = self._loop.create_task(self._run(work))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, work: Work) -> None:
+        work.attempts += 1
+        started = time.perf_counter()
+        try:
+            await self._handler(work.event)  # type: ignore[arg-type]
+        except Exception as exc:
+            work.error = exc
+        else:
+            work.error = None
+        work.handled_at = time.perf_counter()
+        self._timed(work, work.handled_at - started)
+        self._completions.put(work)
+        following = self._dispatcher.finish(work, advance=work.error is None)
+        if following is not None:
+            # The slot passes on at once; a task of its own keeps each handler's context
+            # (contextvars, tracing) its own.
+            self._spawn(following)
+
+    def close(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self._tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if self._tasks:
+            log.warning(
+                "%d handler tasks still running after %.1f s; left on the loop",
+                len(self._tasks),
+                timeout_s,
+            )
