@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from streamkit.consume.processing import ConsumerStats
 from streamkit.settings import ConsumerSettings
 
 if TYPE_CHECKING:
@@ -48,15 +49,22 @@ class DependencyGate:
         settings: the backoff (``retry_backoff_ms``, ``retry_backoff_max_ms``).
         who: names the consumer in log records.
         observer: receives ``dependency(name, up)`` on every change.
+        stats: ``dependency_outages`` is counted here.
     """
 
-    def __init__(self, settings: ConsumerSettings, who: str, observer: ConsumerMetrics) -> None:
+    def __init__(
+        self,
+        settings: ConsumerSettings,
+        who: str,
+        observer: ConsumerMetrics,
+        stats: ConsumerStats,
+    ) -> None:
         self._first_s = max(settings.retry_backoff_ms, 10) / 1000
         self._cap_s = max(settings.retry_backoff_max_ms / 1000, self._first_s)
         self._who = who
         self._observer = observer
+        self._stats = stats
         self._down: dict[str, _Outage] = {}
-        self.outages = 0  # how many times a dependency went down
         for name in DEPENDENCIES:
             observer.dependency(name, up=True)
 
@@ -76,11 +84,11 @@ class DependencyGate:
         now = time.monotonic()
         outage = self._down.get(name)
         if outage is None:
-            self.outages += 1
+            self._stats.dependency_outages += 1
             self._down[name] = _Outage(now, self._first_s, now + self._first_s)
             self._observer.dependency(name, up=False)
             log.warning(
-                "%s: %s is down (%s); pausing and retrying with backoff up to %.1f s",
+                "%s: %s is down (%s); pausing, retrying with backoff up to %.3g s",
                 self._who,
                 name,
                 error,

@@ -149,7 +149,7 @@ class Pipeline:
         self.trackers = OffsetTrackers()
         self.liveness = Liveness(settings.max_poll_interval_ms / 1000)
         self.backpressure = Backpressure(client, settings.in_flight_limit, barrier=barrier)
-        self.dependencies = DependencyGate(settings, self._who, observer)
+        self.dependencies = DependencyGate(settings, self._who, observer, stats)
         self.rebalancer = Rebalancer(
             self,
             self.trackers,
@@ -672,6 +672,7 @@ class Pipeline:
         self._drop_waiting(lambda _work: True)
         self._drain(lambda: self.dispatcher.running > 0 or bool(self._letters))
         self._drop_waiting(lambda _work: True)
+        self.backpressure.apply(self.rebalancer.assignment, pause=False)
         self.commit_stage.hand_over(self.trackers.all(), self._held)
         if self._to_release and self._gate is not None:
             keys, self._to_release = self._to_release, []
