@@ -54,6 +54,7 @@ class Completions:
     def __init__(self) -> None:
         self._done: deque[Work] = deque()
         self.wake = threading.Event()
+        self.waiting = False  # the poll thread waits on :attr:`wake`
 
     def __len__(self) -> int:
         return len(self._done)
@@ -61,7 +62,16 @@ class Completions:
     def put(self, work: Work) -> None:
         """Report a work whose handler call ended (``work.error`` says how)."""
         self._done.append(work)
-        self.wake.set()
+        if self.waiting:  # setting the event costs a lock: only when someone waits
+            self.wake.set()
+
+    def wait(self, timeout_s: float) -> None:
+        """Block until a work is reported (or :meth:`wake` is set) or ``timeout_s`` passed."""
+        self.waiting = True
+        self.wake.clear()
+        if not self._done:  # reported before ``waiting`` was seen: no wait
+            self.wake.wait(timeout_s)
+        self.waiting = False
 
     def take(self) -> list[Work]:
         """Every work reported so far (poll thread)."""
@@ -119,6 +129,19 @@ class InlineExecutor:
         self._completions = completions
         self._timed = timed
         self._stopping = stopping
+
+    def run_in_order(self, works: Sequence[Work]) -> int:
+        """Run ``works`` one after the other (the fast path when nothing is parked):
+        return how many ran and succeeded; the next one failed or was not started
+        because of ``stopping``. Outcomes are the caller's to book."""
+        handler, timed, stopping = self._handler, self._timed, self._stopping
+        for index, work in enumerate(works):
+            if stopping.is_set():
+                return index
+            _call(handler, work, timed)
+            if work.error is not None:
+                return index
+        return len(works)
 
     def start(self, works: Sequence[Work]) -> None:
         handler, dispatcher, completions, timed = (

@@ -235,6 +235,11 @@ class OffsetTrackers:
     def __len__(self) -> int:
         return len(self._by_key)
 
+    @property
+    def by_key(self) -> dict[TopicPartitionKey, PartitionTracker]:
+        """The trackers by ``(topic, partition)`` (the poll thread's hot path reads it)."""
+        return self._by_key
+
     def get(self, topic: str, partition: int) -> PartitionTracker | None:
         """The tracker of a partition, if owned."""
         return self._by_key.get((topic, partition))

@@ -49,7 +49,7 @@ from streamkit.consume.dependencies import (
     DependencyGate,
 )
 from streamkit.consume.dispatch import Dispatcher, lane_of
-from streamkit.consume.executors import Completions, Executor
+from streamkit.consume.executors import Completions, Executor, InlineExecutor
 from streamkit.consume.liveness import Liveness
 from streamkit.consume.offsets import OffsetTrackers, PartitionTracker
 from streamkit.consume.processing import (
@@ -74,6 +74,7 @@ log = logging.getLogger(__name__)
 IDLE_POLL_S = 0.5  # nothing held: wait this long for a message
 BUSY_POLL_S = 0.05  # work held: come back this soon to book what finished
 GAUGES_EVERY_S = 1.0
+YIELD_EVERY = 16  # decode this many messages between GIL hand-overs (threaded handlers)
 Timer = tuple[float, int, Work]
 
 
@@ -275,10 +276,8 @@ class Pipeline:
             self.backpressure.apply(self.rebalancer.assignment, pause=True)
             self._put_back(self.client.consume(1, 0))  # serves rebalances, keeps membership
             self.liveness.polled()
-        completions = self.completions
-        completions.wake.clear()
-        if not len(completions) and not self.stopping.is_set():
-            completions.wake.wait(self._poll_timeout() if self._held else IDLE_POLL_S)
+        if not self.stopping.is_set():
+            self.completions.wait(self._poll_timeout() if self._held else IDLE_POLL_S)
 
     def _put_back(self, messages: list[Any]) -> None:
         """Messages polled but not taken: rewind to them, so that they are read again."""
@@ -302,14 +301,15 @@ class Pipeline:
         works: list[Work] = []
         taken = 0
         lane = self._lane
+        trackers = self.trackers.by_key
         for message in messages:
-            if not usable_message(message, self.group, self._who):
+            if message.error() is not None and not usable_message(message, self.group, self._who):
                 if message.error().code() == KafkaError._MAX_POLL_EXCEEDED:
                     self.liveness.lost()
                 continue
             taken += 1
             topic, partition, offset = message.topic(), message.partition(), message.offset()
-            tracker = self.trackers.get(topic, partition) or self._adopt(topic, partition)
+            tracker = trackers.get((topic, partition)) or self._adopt(topic, partition)
             if tracker.add(offset):
                 self.stats.finished_before += 1
                 continue
@@ -322,7 +322,12 @@ class Pipeline:
         self._hold(works)
         decoded: list[Work] = []
         skipped: set[int] = set()  # ids of works settled before dispatch
+        yield_every = 0 if self._inline else YIELD_EVERY
         for index, work in enumerate(works):
+            if yield_every and index % yield_every == yield_every - 1:
+                # Let handler threads that woke up take the GIL now, not after the
+                # whole batch is decoded (their wait would add to every handler call).
+                time.sleep(0)
             problem = self._decode(work)
             if problem is None:
                 decoded.append(work)
@@ -338,9 +343,49 @@ class Pipeline:
         if self._gate is not None and decoded:
             skipped.update(id(work) for work in self._claim(decoded))
         dispatched = [work for work in works if id(work) not in skipped]
-        if dispatched and not (self._batch_call and self._run_batch(dispatched)):
-            self._start(self.dispatcher.submit(dispatched))
+        if dispatched:
+            self._dispatch(dispatched)
         return taken
+
+    def _dispatch(self, works: list[Work]) -> None:
+        """Hand decoded, claimed works to the handlers."""
+        if self._batch_call and self._run_batch(works):
+            return
+        executor = self._executor
+        if (
+            isinstance(executor, InlineExecutor)
+            and self.dispatcher.idle()
+            and not any(work.blocked for work in works)
+        ):
+            # Nothing parked: at concurrency 1 every lane runs in poll order anyway, so
+            # skip the dispatcher and book the successes here, until a failure.
+            ran = executor.run_in_order(works)
+            self._succeeded(works[:ran])
+            works = works[ran:]
+            if not works or works[0].error is None:  # stopping: give the rest back
+                self._start(self.dispatcher.submit(works))
+                return
+            works[0].blocked = True  # failed: it holds its lane until decided
+            startable = self.dispatcher.submit(works)
+            self._handled(works[0])
+            self._start(startable)
+            return
+        self._start(self.dispatcher.submit(works))
+
+    def _succeeded(self, works: list[Work]) -> None:
+        """Book handler successes run inline (owned partitions: no poll happened)."""
+        observer, unmarked = self._observer, self._unmarked
+        for work in works:
+            event = work.event
+            tracker = work.tracker
+            observer.processed(tracker.topic, event.timestamp if event else None)
+            if work.claim is not None:
+                unmarked.append(work)
+            else:
+                tracker.finish(work.offset)
+                tracker.live -= 1
+                self._held -= 1
+        self.stats.processed += len(works)
 
     def _hold(self, works: list[Work]) -> None:
         for work in works:
@@ -653,9 +698,7 @@ class Pipeline:
             self.sink.serve()
             if not busy() or time.monotonic() >= deadline:
                 break
-            self.completions.wake.clear()
-            if not len(self.completions):
-                self.completions.wake.wait(min(BUSY_POLL_S, max(0.0, deadline - time.monotonic())))
+            self.completions.wait(min(BUSY_POLL_S, max(0.0, deadline - time.monotonic())))
             if self._letters:
                 self.sink.flush(BUSY_POLL_S)
         if busy():

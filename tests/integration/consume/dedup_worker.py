@@ -1,6 +1,7 @@
 """An idempotent consumer service run as a subprocess by the end-to-end dedup tests.
 
 Usage: python -m tests.integration.consume.dedup_worker TOPIC EFFECTS_DB [--batch-size N]
+    [--concurrency N] [--sleep S]
 
 Configured from ``STREAMKIT_*`` only (group id, dedup store URL, claim TTL, session
 timeout). The dedup store named by ``STREAMKIT_DEDUP__URL`` is shared by every worker of
@@ -14,7 +15,8 @@ store) stopped a second effect, a row goes into ``marks_hit``, so the count surv
 
 Prints ``ready`` once partitions are first assigned, then ``stats {json}`` with the
 consumer's counters every half second (the last one a killed worker printed is its
-figure) and once more on SIGTERM, before it exits 0.
+figure) and once more on SIGTERM, before it exits 0. With ``--concurrency N`` the
+handler runs on N threads, each with its own connection to EFFECTS_DB.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import os
 import sqlite3
 import sys
 import threading
+import time
 from typing import Any
 
 from streamkit.consume.consumer import EventConsumer
@@ -48,7 +51,9 @@ def connect(path: str) -> sqlite3.Connection:
     ``synchronous=NORMAL`` under WAL keeps every commit across a process crash (what the
     tests inflict); only a power loss could drop the last ones.
     """
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    # check_same_thread off: each handler thread uses its own connection, and the main
+    # thread closes them all once the consumer stopped.
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     for statement in SCHEMA:
@@ -65,6 +70,7 @@ def report(stats: ConsumerStats) -> None:
         "claim_conflicts": stats.claim_conflicts,
         "rebalances": stats.rebalances,
         "dead_lettered": stats.dead_lettered,
+        "finished_before": stats.finished_before,
     }
     print(f"stats {json.dumps(figures)}", flush=True)
 
@@ -74,13 +80,22 @@ def main() -> int:
     parser.add_argument("topic")
     parser.add_argument("effects_db")
     parser.add_argument("--batch-size", type=int, default=25)
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--sleep", type=float, default=0.0)
     args = parser.parse_args()
     settings = load_settings()
     group = settings.consumer.group_id or ""
-    conn = connect(args.effects_db)
+    local = threading.local()  # a connection per handler thread
+    conns: list[sqlite3.Connection] = [connect(args.effects_db)]  # creates the tables now
     worker = os.getpid()
 
     def handle(event: Event) -> None:
+        conn = getattr(local, "conn", None)
+        if conn is None:
+            conn = local.conn = connect(args.effects_db)
+            conns.append(conn)
+        if args.sleep:
+            time.sleep(args.sleep)
         with exactly_once(conn, scoped_key(group, event.id)) as tx:
             if tx is None:
                 conn.execute("INSERT INTO marks_hit VALUES (?, ?)", (event.id, worker))
@@ -106,6 +121,7 @@ def main() -> int:
             dedup=store,
             batch_size=args.batch_size,
             on_assign=assigned,
+            concurrency=args.concurrency,
         ) as consumer:
 
             def reporter() -> None:
@@ -118,7 +134,8 @@ def main() -> int:
     finally:
         if store is not None:
             store.close()
-        conn.close()
+        for conn in conns:
+            conn.close()
     report(stats)
     return 0
 
