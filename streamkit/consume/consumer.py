@@ -30,7 +30,7 @@ from streamkit.consume.dead_letter import LetterSettled, ProducerSink
 from streamkit.consume.decode import Decode
 from streamkit.consume.dedup_gate import DedupGate
 from streamkit.consume.dispatch import Ordering
-from streamkit.consume.executors import Executor, InlineExecutor, ThreadExecutor
+from streamkit.consume.executors import Executor
 from streamkit.consume.pipeline import Pipeline
 from streamkit.consume.processing import ConsumerStats, install_stop_signals, restore_signals
 from streamkit.consume.rebalance import RebalanceHook
@@ -236,22 +236,7 @@ class EventConsumer:
         return self.stats
 
     def _executor(self) -> Executor:
-        pipeline = self._pipeline
-        if self.consumer_settings.concurrency == 1:
-            return InlineExecutor(
-                self._call,
-                pipeline.dispatcher,
-                pipeline.completions,
-                pipeline.timed,
-                pipeline.stopping,
-            )
-        return ThreadExecutor(
-            self._call,
-            pipeline.dispatcher,
-            pipeline.completions,
-            pipeline.timed,
-            name=f"streamkit-{self.group_id}",
-        )
+        return self._pipeline.executor_for(self._call, f"streamkit-{self.group_id}")
 
     def stop(self) -> None:
         """Ask :meth:`run` to stop taking messages, finish the handlers in flight

@@ -96,14 +96,22 @@ class Executor(Protocol):
 
 def _call(handler: SyncCall, work: Work, timed: Timed) -> None:
     """Run the handler on ``work.event``; the outcome goes into ``work.error``."""
-    work.attempts += 1
-    started = time.perf_counter()
+    started = _begin(work)
     try:
         handler(work.event)  # type: ignore[arg-type]  # dispatched works are decoded
     except Exception as exc:
-        work.error = exc
+        _end(work, started, timed, exc)
     else:
-        work.error = None
+        _end(work, started, timed, None)
+
+
+def _begin(work: Work) -> float:
+    work.attempts += 1
+    return time.perf_counter()
+
+
+def _end(work: Work, started: float, timed: Timed, error: Exception | None) -> None:
+    work.error = error
     work.handled_at = time.perf_counter()
     timed(work, work.handled_at - started)
 
@@ -235,7 +243,9 @@ class AsyncExecutor:
         self._completions = completions
         self._timed = timed
         self._loop = loop
-        self._tasks: set[asyncio.Task[None]] = set()
+        # The loop keeps only weak references to tasks: these are the strong ones. Each
+        # task removes itself when it ends (cheaper than a done-callback per task).
+        self._tasks: dict[Work, asyncio.Task[None]] = {}
 
     @property
     def running_tasks(self) -> int:
@@ -252,21 +262,17 @@ class AsyncExecutor:
             self._spawn(work)
 
     def _spawn(self, work: Work) -> None:
-        task = self._loop.create_task(self._run(work))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[work] = self._loop.create_task(self._run(work))
 
     async def _run(self, work: Work) -> None:
-        work.attempts += 1
-        started = time.perf_counter()
+        started = _begin(work)
         try:
             await self._handler(work.event)  # type: ignore[arg-type]
         except Exception as exc:
-            work.error = exc
+            _end(work, started, self._timed, exc)
         else:
-            work.error = None
-        work.handled_at = time.perf_counter()
-        self._timed(work, work.handled_at - started)
+            _end(work, started, self._timed, None)
+        del self._tasks[work]
         self._completions.put(work)
         following = self._dispatcher.finish(work, advance=work.error is None)
         if following is not None:

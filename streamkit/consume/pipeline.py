@@ -49,7 +49,7 @@ from streamkit.consume.dependencies import (
     DependencyGate,
 )
 from streamkit.consume.dispatch import Dispatcher, lane_of
-from streamkit.consume.executors import Completions, Executor, InlineExecutor
+from streamkit.consume.executors import Completions, Executor, InlineExecutor, ThreadExecutor
 from streamkit.consume.liveness import Liveness
 from streamkit.consume.offsets import OffsetTrackers, PartitionTracker
 from streamkit.consume.processing import (
@@ -198,6 +198,14 @@ class Pipeline:
     def running(self) -> bool:
         """Whether :meth:`run` is running."""
         return self._poll_thread is not None
+
+    def executor_for(self, handler: Callable[[Any], Any], name: str) -> Executor:
+        """The executor of a sync ``handler``: on the poll thread at concurrency 1, else
+        on ``concurrency`` threads named ``name-<n>``."""
+        parts = (handler, self.dispatcher, self.completions, self.timed)
+        if self._inline:
+            return InlineExecutor(*parts, self.stopping)
+        return ThreadExecutor(*parts, name=name)
 
     def timed(self, work: Work, seconds: float) -> None:
         """Record one handler call (called by the executors, on their threads)."""

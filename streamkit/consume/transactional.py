@@ -51,7 +51,6 @@ from streamkit.client.diagnose import translate_kafka_error
 from streamkit.consume.dead_letter import DeadLetter, LetterSettled
 from streamkit.consume.decode import Decode
 from streamkit.consume.dispatch import Ordering
-from streamkit.consume.executors import Executor, InlineExecutor, ThreadExecutor
 from streamkit.consume.offsets import OffsetTrackers, PartitionTracker, commits
 from streamkit.consume.pipeline import Pipeline
 from streamkit.consume.processing import ConsumerStats, install_stop_signals, restore_signals
@@ -364,7 +363,6 @@ class TransactionalProcessor:
         self.topics = list(topics)
         self.stats = TransactionStats()
         self._transform = transform
-        self._concurrency = consumer_settings.concurrency
         self._owns_registry = registry is None
         self._registry = registry or SchemaRegistry(self.settings)
         self._consumer = Consumer(
@@ -420,7 +418,7 @@ class TransactionalProcessor:
             observer=NullConsumerMetrics(),
             stats=pipeline_stats,
             batch_size=batch_size,
-            inline=self._concurrency == 1,
+            inline=consumer_settings.concurrency == 1,
             commit=stage,
             barrier=True,
             role="processor",
@@ -471,30 +469,11 @@ class TransactionalProcessor:
             install_stop_signals(self.stop, f"processor {self.group_id}") if handle_signals else {}
         )
         try:
-            self._pipeline.run(
-                self._executor(), max_messages=max_messages, idle_timeout_s=idle_timeout_s
-            )
+            executor = self._pipeline.executor_for(self._process, f"streamkit-{self.group_id}")
+            self._pipeline.run(executor, max_messages=max_messages, idle_timeout_s=idle_timeout_s)
         finally:
             restore_signals(previous)
         return self.stats
-
-    def _executor(self) -> Executor:
-        pipeline = self._pipeline
-        if self._concurrency == 1:
-            return InlineExecutor(
-                self._process,
-                pipeline.dispatcher,
-                pipeline.completions,
-                pipeline.timed,
-                pipeline.stopping,
-            )
-        return ThreadExecutor(
-            self._process,
-            pipeline.dispatcher,
-            pipeline.completions,
-            pipeline.timed,
-            name=f"streamkit-{self.group_id}",
-        )
 
     def _process(self, event: Event) -> None:
         """The handler: transform one input, encode every output first (so a bad one

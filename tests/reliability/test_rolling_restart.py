@@ -13,14 +13,13 @@ from typing import Any
 
 from streamkit.consume.consumer import EventConsumer
 from streamkit.dedup import open_store
-from streamkit.produce.delivery import DeliveryFuture
 from streamkit.produce.producer import EventProducer
 from streamkit.serde.events import Event
 from streamkit.serde.schemas import SchemaSet
 from streamkit.settings import StreamkitSettings
 from streamkit.testing.cluster import KafkaCluster
 from streamkit.testing.redis import RedisEndpoint
-from tests.factories import ORDER_SCHEMA, order
+from tests.integration.consume.conftest import PacedProducer
 from tests.reliability.conftest import ConsumerRunner
 
 PARTITIONS = 6
@@ -52,23 +51,8 @@ def test_rolling_restart_while_producing_and_consuming_at_concurrency_32(
     )
     consumers.wait_for(lambda: len(consumer.assignment) == PARTITIONS, 60)
 
-    futures: list[DeliveryFuture] = []
-    stop_producing = threading.Event()
-
-    def produce() -> None:
-        with EventProducer(cluster_settings, schemas=schemas) as producer:
-            deadline = time.monotonic() + MAX_PRODUCE_S
-            seq = 0
-            while not stop_producing.is_set() and time.monotonic() < deadline:
-                for _ in range(RATE_PER_S // 20):
-                    futures.append(
-                        producer.send(topic, order(seq), key=f"k{seq % 200}", schema=ORDER_SCHEMA)
-                    )
-                    seq += 1
-                time.sleep(0.05)
-
-    producing = threading.Thread(target=produce)
-    producing.start()
+    producer = EventProducer(cluster_settings, schemas=schemas)
+    producing = PacedProducer(producer, topic, RATE_PER_S, keys=200, max_s=MAX_PRODUCE_S).start()
     restarts: dict[str, float] = {}
     started = time.monotonic()
     try:
@@ -81,16 +65,15 @@ def test_rolling_restart_while_producing_and_consuming_at_concurrency_32(
             restarts[f"node_{node_id}_back_in_sync_s"] = round(time.monotonic() - down_at, 1)
         time.sleep(2)
     finally:
-        stop_producing.set()
-        producing.join(120)
-    acknowledged = {f.event_id for f in futures if f.exception(0) is None}
+        acknowledged = producing.stop()
+        producer.close()
     consumers.wait_for(lambda: acknowledged <= set(handled), 120)
     time.sleep(2)  # late repeats would show now
     consumers.stop(consumer)
     store.close()
 
     figures.update(
-        sent=len(futures),
+        sent=len(producing.futures),
         acknowledged=len(acknowledged),
         handled=len(handled),
         lost=len(acknowledged - set(handled)),

@@ -6,7 +6,6 @@ across the hand-overs."""
 from __future__ import annotations
 
 import random
-import threading
 import time
 import uuid
 from collections import Counter
@@ -15,15 +14,13 @@ import pytest
 
 from streamkit.consume.consumer import EventConsumer
 from streamkit.dedup import open_store
-from streamkit.produce.delivery import DeliveryFuture
 from streamkit.produce.producer import EventProducer
 from streamkit.serde.events import Event
 from streamkit.settings import StreamkitSettings
 from streamkit.testing.plugin import TopicFactory
 from streamkit.testing.redis import RedisEndpoint
-from tests.factories import ORDER_SCHEMA, order
 from tests.integration.conftest import ConsumerRunner
-from tests.integration.consume.conftest import Recorder, Report
+from tests.integration.consume.conftest import PacedProducer, Recorder, Report
 
 PARTITIONS = 6
 KEYS = 300
@@ -69,25 +66,9 @@ def test_a_member_joins_and_leaves_under_load_without_loss_repeat_or_reorder(
             [topic], handle, settings=settings, dedup=stores[index], concurrency=64
         )
 
-    futures: list[DeliveryFuture] = []
-    stop_producing = threading.Event()
-
-    def produce() -> None:
-        deadline = time.monotonic() + MAX_PRODUCE_S
-        seq = 0
-        while not stop_producing.is_set() and time.monotonic() < deadline:
-            for _ in range(RATE_PER_S // 20):
-                futures.append(
-                    producer.send(topic, order(seq), key=f"key-{seq % KEYS}", schema=ORDER_SCHEMA)
-                )
-                seq += 1
-            producer.poll(0)
-            time.sleep(0.05)
-
     first = consumers.start(member("first", 0))
     consumers.wait_for(lambda: len(first.assignment) == PARTITIONS, 60)
-    producing = threading.Thread(target=produce)
-    producing.start()
+    producing = PacedProducer(producer, topic, RATE_PER_S, keys=KEYS, max_s=MAX_PRODUCE_S).start()
     try:
         consumers.wait_for(lambda: recorder.peak >= 48, 60)  # under load
         running_at_join = first.pipeline.dispatcher.running
@@ -101,10 +82,7 @@ def test_a_member_joins_and_leaves_under_load_without_loss_repeat_or_reorder(
         consumers.wait_for(lambda: len(first.assignment) == PARTITIONS, 60)
         time.sleep(1.0)
     finally:
-        stop_producing.set()
-        producing.join(60)
-    assert producer.flush(60) == 0
-    acknowledged = {f.event_id for f in futures if f.exception(0) is None}
+        acknowledged = producing.stop()
     consumers.wait_for(lambda: acknowledged <= {call[3] for call in recorder.calls}, 120)
     time.sleep(1.0)  # late repeats would show now
     consumers.stop_all()
@@ -114,7 +92,7 @@ def test_a_member_joins_and_leaves_under_load_without_loss_repeat_or_reorder(
     ids = Counter(call[3] for call in recorder.calls)
     report(
         f"rebalance-{assignor}",
-        sent=len(futures),
+        sent=len(producing.futures),
         acknowledged=len(acknowledged),
         handled=len(ids),
         lost=len(acknowledged - set(ids)),
