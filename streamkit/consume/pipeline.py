@@ -269,11 +269,14 @@ class Pipeline:
         self.completions.wake.set()
 
     def _poll_timeout(self) -> float:
+        """How long the loop may wait before something is due (a retry, a re-claim, an
+        attempt on a dependency that is down, bookkeeping of work held)."""
         timeout = IDLE_POLL_S if self._held == 0 else BUSY_POLL_S
         for timers in (self._retries, self._conflicts):
             if timers:
                 timeout = min(timeout, max(0.0, timers[0][0] - time.monotonic()))
-        return timeout
+        attempt = self.dependencies.next_attempt_in()
+        return timeout if attempt is None else min(timeout, attempt)
 
     def _wait(self) -> None:
         """Wait for completions instead of polling; if that lasts, pause and poll on."""
@@ -285,7 +288,7 @@ class Pipeline:
             self._put_back(self.client.consume(1, 0))  # serves rebalances, keeps membership
             self.liveness.polled()
         if not self.stopping.is_set():
-            self.completions.wait(self._poll_timeout() if self._held else IDLE_POLL_S)
+            self.completions.wait(self._poll_timeout())
 
     def _put_back(self, messages: list[Any]) -> None:
         """Messages polled but not taken: rewind to them, so that they are read again."""
@@ -720,17 +723,19 @@ class Pipeline:
     def _shut_down(self) -> None:
         """Leave the run loop: drop what waits, drain what runs, commit."""
         self._closing = True
-        self._drop_waiting(lambda _work: True)
-        self._drain(lambda: self.dispatcher.running > 0 or bool(self._letters))
-        self._drop_waiting(lambda _work: True)
-        self.backpressure.apply(self.rebalancer.assignment, pause=False)
-        self.commit_stage.hand_over(self.trackers.all(), self._held)
-        if self._to_release and self._gate is not None:
-            keys, self._to_release = self._to_release, []
-            self._gate.release(keys)
-        if self._executor is not None:
-            self._executor.close(self.settings.drain_timeout_ms / 1000)
-        self._poll_thread = None
+        try:
+            self._drop_waiting(lambda _work: True)
+            self._drain(lambda: self.dispatcher.running > 0 or bool(self._letters))
+            self._drop_waiting(lambda _work: True)
+            self.backpressure.apply(self.rebalancer.assignment, pause=False)
+            self.commit_stage.hand_over(self.trackers.all(), self._held)
+            if self._to_release and self._gate is not None:
+                keys, self._to_release = self._to_release, []
+                self._gate.release(keys)
+        finally:
+            if self._executor is not None:
+                self._executor.close(self.settings.drain_timeout_ms / 1000)
+            self._poll_thread = None
 
     def close(self) -> None:
         """Commit what was finished (unless manual), leave the group, close the sink."""

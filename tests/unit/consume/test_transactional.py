@@ -18,7 +18,7 @@ from streamkit.consume.transactional import (
     TransactionStats,
     output_event_id,
 )
-from streamkit.errors import ConfigError, KafkaClientError
+from streamkit.errors import ConfigError, KafkaClientError, RegistryError
 from streamkit.serde.events import Event, EventEncoder
 from streamkit.serde.schemas import AvroSchema, load_schemas
 from streamkit.settings import load_settings
@@ -110,10 +110,16 @@ class FakeProducer:
 
 
 class FakeRegistry:
-    def __init__(self, schema: AvroSchema) -> None:
+    """Answers every writer schema id with ``schema``; unreachable for ``down`` lookups."""
+
+    def __init__(self, schema: AvroSchema, down: int = 0) -> None:
         self._schema = schema
+        self.down = down
 
     def schema_by_id(self, schema_id: int) -> AvroSchema:
+        if self.down:
+            self.down -= 1
+            raise RegistryError("cannot reach the schema registry", transient=True)
         return self._schema
 
     def close(self) -> None:
@@ -126,7 +132,10 @@ def order_schema() -> AvroSchema:
 
 
 def _processor(
-    monkeypatch: pytest.MonkeyPatch, schema: AvroSchema, client: FakeTxnClient
+    monkeypatch: pytest.MonkeyPatch,
+    schema: AvroSchema,
+    client: FakeTxnClient,
+    registry_down: int = 0,
 ) -> tuple[TransactionalProcessor, FakeClient]:
     consumer = FakeClient(_batch(schema))
     monkeypatch.setattr(transactional, "Consumer", lambda conf: consumer)
@@ -134,7 +143,8 @@ def _processor(
         transactional, "EventProducer", lambda *a, **k: FakeProducer(client, schema)
     )
     settings = load_settings(
-        consumer={"group_id": "g", "max_retries": 0}, producer={"transactional_id": "t-0"}
+        consumer={"group_id": "g", "max_retries": 0, "retry_backoff_ms": 1},
+        producer={"transactional_id": "t-0"},
     )
 
     def transform(event: Event) -> list[Output]:
@@ -142,7 +152,7 @@ def _processor(
             raise ValueError("cannot bill order-2")
         return [Output("out", {**event.payload, "status": "PAID", "placed_at": 0})]
 
-    registry: Any = FakeRegistry(schema)
+    registry: Any = FakeRegistry(schema, down=registry_down)
     return TransactionalProcessor(["in"], transform, settings=settings, registry=registry), consumer
 
 
@@ -206,4 +216,15 @@ def test_retriable_commit_errors_commit_again(
     processor, _ = _processor(monkeypatch, order_schema, client)
     _run(processor)
     assert client.calls == ["begin", "commit", "commit", "commit"]
+    assert processor.stats.committed == 1
+
+
+def test_an_unreachable_registry_is_waited_out_not_dead_lettered(
+    monkeypatch: pytest.MonkeyPatch, order_schema: AvroSchema
+) -> None:
+    client = FakeTxnClient([])
+    processor, _ = _processor(monkeypatch, order_schema, client, registry_down=3)
+    _run(processor)
+    # Only the poison message and the failing transform: no letter for the good ones.
+    assert Counter(topic for topic, _ in client.produced) == {"out": 2, "in.dlq": 2}
     assert processor.stats.committed == 1
