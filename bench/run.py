@@ -311,6 +311,8 @@ def _latency(env: Env, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 
 def _print_table(results: dict[str, dict[str, dict[str, Any]]]) -> None:
+    if not (results["produce"] or results["consume"] or results["latency"]):
+        return
     print(f"\n{'':9}{'contender':20}{'msgs/s':>10}{'x floor':>9}{'CPU µs/msg':>12}{'x floor':>9}")
     for kind in ("produce", "consume"):
         for name, figures in results[kind].items():

@@ -55,21 +55,27 @@ class Completions:
         self._done: deque[Work] = deque()
         self.wake = threading.Event()
         self.waiting = False  # the poll thread waits on :attr:`wake`
+        self._wanted = 1
 
     def __len__(self) -> int:
         return len(self._done)
 
     def put(self, work: Work) -> None:
         """Report a work whose handler call ended (``work.error`` says how)."""
-        self._done.append(work)
-        if self.waiting:  # setting the event costs a lock: only when someone waits
+        done = self._done
+        done.append(work)
+        # Setting the event costs a lock and wakes a thread: only when someone waits
+        # for this many.
+        if self.waiting and len(done) >= self._wanted:
             self.wake.set()
 
-    def wait(self, timeout_s: float) -> None:
-        """Block until a work is reported (or :meth:`wake` is set) or ``timeout_s`` passed."""
+    def wait(self, timeout_s: float, at_least: int = 1) -> None:
+        """Block until ``at_least`` works are reported (or :meth:`wake` is set) or
+        ``timeout_s`` passed."""
+        self._wanted = at_least
         self.waiting = True
         self.wake.clear()
-        if not self._done:  # reported before ``waiting`` was seen: no wait
+        if len(self._done) < at_least:  # those reported before ``waiting``: no wait
             self.wake.wait(timeout_s)
         self.waiting = False
 

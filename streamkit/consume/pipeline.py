@@ -75,6 +75,7 @@ IDLE_POLL_S = 0.5  # nothing held: wait this long for a message
 BUSY_POLL_S = 0.05  # work held: come back this soon to book what finished
 GAUGES_EVERY_S = 1.0
 YIELD_EVERY = 16  # decode this many messages between GIL hand-overs (threaded handlers)
+WAKE_FRACTION = 8  # when full, wake once 1/8 of the slots finished
 Timer = tuple[float, int, Work]
 
 
@@ -246,7 +247,7 @@ class Pipeline:
                 if finishing and self._held == 0:
                     break
                 if room == 0 or self.dependencies.is_down():
-                    self._wait()
+                    self._wait(full=not finishing and not self.dependencies.is_down())
                     continue
                 self._waiting_since = None
                 self.backpressure.apply(rebalancer.assignment, pause=False)
@@ -278,8 +279,12 @@ class Pipeline:
         attempt = self.dependencies.next_attempt_in()
         return timeout if attempt is None else min(timeout, attempt)
 
-    def _wait(self) -> None:
-        """Wait for completions instead of polling; if that lasts, pause and poll on."""
+    def _wait(self, *, full: bool = False) -> None:
+        """Wait for completions instead of polling; if that lasts, pause and poll on.
+
+        ``full``: waiting for room; the loop comes back once an eighth of the handler
+        slots finished (not for each one: fewer wake-ups and larger batches of marks).
+        """
         now = time.monotonic()
         if self._waiting_since is None:
             self._waiting_since = now
@@ -288,7 +293,8 @@ class Pipeline:
             self._put_back(self.client.consume(1, 0))  # serves rebalances, keeps membership
             self.liveness.polled()
         if not self.stopping.is_set():
-            self.completions.wait(self._poll_timeout())
+            at_least = max(1, self.dispatcher.slots // WAKE_FRACTION) if full else 1
+            self.completions.wait(self._poll_timeout(), at_least)
 
     def _put_back(self, messages: list[Any]) -> None:
         """Messages polled but not taken: rewind to them, so that they are read again."""
