@@ -21,7 +21,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 from streamkit.consume.dispatch import Dispatcher
@@ -156,6 +156,33 @@ class InlineExecutor:
             if work.error is not None:
                 return index
         return len(works)
+
+    def run_as_batch(
+        self, call: Callable[[list[Event]], Any], works: Sequence[Work], delays: Iterator[float]
+    ) -> tuple[bool, int]:
+        """Hand every work's event to a batch handler at once, retrying in place (on the
+        poll thread) after each of ``delays``. Returns whether it succeeded (then every
+        work is reported handled) and how many retries it took; on failure the works are
+        to be handled one by one."""
+        events = [work.event for work in works]
+        retries = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                call(events)  # type: ignore[arg-type]  # dispatched works are decoded
+            except Exception as exc:
+                delay = next(delays, None)
+                if delay is None or self._stopping.wait(delay):
+                    log.warning("batch of %d events failed (%s); one by one now", len(works), exc)
+                    return False, retries
+                retries += 1
+                continue
+            done = time.perf_counter()
+            self._timed(works[0], done - started)
+            for work in works:
+                work.attempts, work.error, work.handled_at = retries + 1, None, done
+                self._completions.put(work)
+            return True, retries
 
     def start(self, works: Sequence[Work]) -> None:
         handler, dispatcher, completions, timed = (

@@ -27,8 +27,6 @@ they are all finished and committed.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 import threading
 import time
@@ -52,6 +50,7 @@ from streamkit.consume.dispatch import Dispatcher, lane_of
 from streamkit.consume.executors import Completions, Executor, InlineExecutor, ThreadExecutor
 from streamkit.consume.liveness import Liveness
 from streamkit.consume.offsets import OffsetTrackers, PartitionTracker
+from streamkit.consume.parked import Parked
 from streamkit.consume.processing import (
     ConsumerStats,
     backoff_delays,
@@ -76,7 +75,6 @@ BUSY_POLL_S = 0.05  # work held: come back this soon to book what finished
 GAUGES_EVERY_S = 1.0
 YIELD_EVERY = 16  # decode this many messages between GIL hand-overs (threaded handlers)
 WAKE_FRACTION = 8  # when full, wake once 1/8 of the slots finished
-Timer = tuple[float, int, Work]
 
 
 class Pipeline:
@@ -164,11 +162,7 @@ class Pipeline:
         )
         self._executor: Executor | None = None
         self._held = 0  # works between poll and finish
-        self._seq = itertools.count()
-        self._retries: list[Timer] = []  # failed works due for another call
-        self._conflicts: list[Timer] = []  # claims held elsewhere, to claim again
-        self._undecoded: list[Work] = []  # waiting for the registry
-        self._unclaimed: list[Work] = []  # waiting for the dedup store (claim)
+        self._parked = Parked()
         self._unmarked: list[Work] = []  # handled, waiting for their dedup mark
         self._to_release: list[str] = []  # claims to drop (failed or dropped works)
         self._letters: dict[Work, Forward] = {}  # dead letters not acknowledged
@@ -273,11 +267,10 @@ class Pipeline:
         """How long the loop may wait before something is due (a retry, a re-claim, an
         attempt on a dependency that is down, bookkeeping of work held)."""
         timeout = IDLE_POLL_S if self._held == 0 else BUSY_POLL_S
-        for timers in (self._retries, self._conflicts):
-            if timers:
-                timeout = min(timeout, max(0.0, timers[0][0] - time.monotonic()))
-        attempt = self.dependencies.next_attempt_in()
-        return timeout if attempt is None else min(timeout, attempt)
+        for due in (self._parked.next_due_in(), self.dependencies.next_attempt_in()):
+            if due is not None:
+                timeout = min(timeout, due)
+        return timeout
 
     def _wait(self, *, full: bool = False) -> None:
         """Wait for completions instead of polling; if that lasts, pause and poll on.
@@ -353,9 +346,7 @@ class Pipeline:
                 self._forward(work, self._policy.on_undecodable(work, problem))
             else:  # the registry is unreachable: the rest of the batch waits with it
                 self.dependencies.failed(SCHEMA_REGISTRY, problem)
-                for waiting in works[index:]:
-                    waiting.blocked = True
-                self._undecoded.extend(works[index:])
+                self._parked.wait_for_registry(works[index:])
                 break
         if self._gate is not None and decoded:
             skipped.update(id(work) for work in self._claim(decoded))
@@ -366,14 +357,16 @@ class Pipeline:
 
     def _dispatch(self, works: list[Work]) -> None:
         """Hand decoded, claimed works to the handlers."""
-        if self._batch_call and self._run_batch(works):
-            return
         executor = self._executor
-        if (
-            isinstance(executor, InlineExecutor)
-            and self.dispatcher.idle()
-            and not any(work.blocked for work in works)
-        ):
+        idle = self.dispatcher.idle() and not any(work.blocked for work in works)
+        if self._batch_call is not None and isinstance(executor, InlineExecutor) and idle:
+            done, retries = executor.run_as_batch(
+                self._batch_call, works, backoff_delays(self.settings)
+            )
+            self.stats.retries += retries
+            if done:
+                return
+        if isinstance(executor, InlineExecutor) and idle:
             # Nothing parked: at concurrency 1 every lane runs in poll order anyway, so
             # skip the dispatcher and book the successes here, until a failure.
             ran = executor.run_in_order(works)
@@ -425,9 +418,7 @@ class Pipeline:
             outcome = self._gate.claim(works)
         except DedupStoreError as exc:
             self.dependencies.failed(DEDUP_STORE, exc)
-            for work in works:
-                work.blocked = True
-            self._unclaimed.extend(works)
+            self._parked.wait_for_store(works)
             return []
         self.dependencies.ok(DEDUP_STORE)
         for work in outcome.duplicates:
@@ -435,46 +426,13 @@ class Pipeline:
             self._observer.duplicate(work.tracker.topic)
             self._start(self.dispatcher.release(work))
             self._finish(work)
-        due = time.monotonic() + self._gate.claim_retry_s
         for work in outcome.conflicts:
             self.stats.claim_conflicts += 1
-            work.blocked = True
-            heapq.heappush(self._conflicts, (due, next(self._seq), work))
+            self._parked.reclaim_in(work, self._gate.claim_retry_s)
         for work in outcome.claimed:
             if work.blocked:
                 self._start(self.dispatcher.unblock(work))
         return outcome.duplicates
-
-    def _run_batch(self, works: list[Work]) -> bool:
-        """The batch handler takes every dispatchable work of one poll at once (with
-        retries in place, on the poll thread); False: handle them one by one instead."""
-        if not self.dispatcher.idle() or any(work.blocked for work in works):
-            return False
-        call = self._batch_call
-        assert call is not None
-        events = [work.event for work in works]
-        delays = backoff_delays(self.settings)
-        attempt = 0
-        while True:
-            attempt += 1
-            started = time.perf_counter()
-            try:
-                call(events)
-                break
-            except Exception:
-                delay = next(delays, None)
-                if delay is None:
-                    log.warning("batch of %d events failed; handling them one by one", len(works))
-                    return False
-                self.stats.retries += 1
-                if self.stopping.wait(delay):
-                    return False
-        done = time.perf_counter()
-        self.stats.handler_seconds.append(done - started)
-        for work in works:
-            work.attempts, work.error, work.handled_at = attempt, None, done
-            self.completions.put(work)
-        return True
 
     def _start(self, works: Sequence[Work]) -> None:
         if not works:
@@ -541,9 +499,7 @@ class Pipeline:
                 work.error,
                 decision.delay_s,
             )
-            work.blocked = True
-            due = time.monotonic() + decision.delay_s
-            heapq.heappush(self._retries, (due, next(self._seq), work))
+            self._parked.retry_in(work, decision.delay_s)
         else:
             self._forward(work, decision)
 
@@ -566,19 +522,16 @@ class Pipeline:
             self._finish(work)
 
     def _restart_due(self) -> None:
-        now = time.monotonic()
-        while self._retries and self._retries[0][0] <= now:
-            work = heapq.heappop(self._retries)[2]
+        parked = self._parked
+        for work in parked.due_retries():
             self._start(self.dispatcher.unblock(work))
-        if self._conflicts and self._conflicts[0][0] <= now:
-            due = []
-            while self._conflicts and self._conflicts[0][0] <= now:
-                due.append(heapq.heappop(self._conflicts)[2])
-            self._claim(due)
-        if self._undecoded and self.dependencies.due(SCHEMA_REGISTRY):
+        reclaims = parked.due_reclaims()
+        if reclaims:
+            self._claim(reclaims)
+        if parked.undecoded and self.dependencies.due(SCHEMA_REGISTRY):
             self._decode_waiting()
-        if self._unclaimed and self.dependencies.due(DEDUP_STORE):
-            works, self._unclaimed = self._unclaimed, []
+        if parked.unclaimed and self.dependencies.due(DEDUP_STORE):
+            works, parked.unclaimed = parked.unclaimed, []
             self._claim(works)
         if self._unsent and self.dependencies.due(DEAD_LETTER_TOPIC):
             works, self._unsent = self._unsent, []
@@ -586,13 +539,13 @@ class Pipeline:
                 self.sink.send(work, self._letters[work].letter)
 
     def _decode_waiting(self) -> None:
-        works, self._undecoded = self._undecoded, []
+        works, self._parked.undecoded = self._parked.undecoded, []
         decoded: list[Work] = []
         for index, work in enumerate(works):
             problem = self._decode(work)
             if problem is not None and not isinstance(problem, DeserializationError):
                 self.dependencies.failed(SCHEMA_REGISTRY, problem)
-                self._undecoded = works[index:]
+                self._parked.undecoded = works[index:]
                 break
             self.dependencies.ok(SCHEMA_REGISTRY)
             if problem is None:
@@ -691,15 +644,7 @@ class Pipeline:
                 self.dispatcher.give_back(work)
         removed = self.dispatcher.discard(drop)
         gone = {id(work) for work in removed}
-        blocked: list[Work] = []  # lane heads parked outside the dispatcher
-        for timers in (self._retries, self._conflicts):
-            blocked.extend(timer[2] for timer in timers if drop(timer[2]))
-            timers[:] = [timer for timer in timers if not drop(timer[2])]
-            heapq.heapify(timers)
-        for waiting in (self._undecoded, self._unclaimed):
-            blocked.extend(work for work in waiting if drop(work))
-            waiting[:] = [work for work in waiting if not drop(work)]
-        blocked = [work for work in blocked if id(work) not in gone]
+        blocked = [work for work in self._parked.drop(drop) if id(work) not in gone]
         for work in blocked:
             self._start(self.dispatcher.release(work))
         self._drop(removed + blocked)
