@@ -144,13 +144,14 @@ class InlineExecutor:
         self._timed = timed
         self._stopping = stopping
 
-    def run_in_order(self, works: Sequence[Work]) -> int:
+    def run_in_order(self, works: Sequence[Work], until: float | None = None) -> int:
         """Run ``works`` one after the other (the fast path when nothing is parked):
-        return how many ran and succeeded; the next one failed or was not started
-        because of ``stopping``. Outcomes are the caller's to book."""
+        return how many ran and succeeded; the next one failed, or was not started
+        because of ``stopping`` or because ``time.perf_counter()`` passed ``until``.
+        Outcomes are the caller's to book."""
         handler, timed, stopping = self._handler, self._timed, self._stopping
         for index, work in enumerate(works):
-            if stopping.is_set():
+            if stopping.is_set() or (until is not None and time.perf_counter() > until):
                 return index
             _call(handler, work, timed)
             if work.error is not None:

@@ -75,6 +75,7 @@ BUSY_POLL_S = 0.05  # work held: come back this soon to book what finished
 GAUGES_EVERY_S = 1.0
 YIELD_EVERY = 16  # decode this many messages between GIL hand-overs (threaded handlers)
 WAKE_FRACTION = 8  # when full, wake once 1/8 of the slots finished
+MARK_EVERY_S = 0.05  # concurrency 1: write dedup marks at least this often within a batch
 
 
 class Pipeline:
@@ -368,12 +369,21 @@ class Pipeline:
                 return
         if isinstance(executor, InlineExecutor) and idle:
             # Nothing parked: at concurrency 1 every lane runs in poll order anyway, so
-            # skip the dispatcher and book the successes here, until a failure.
-            ran = executor.run_in_order(works)
-            self._succeeded(works[:ran])
-            works = works[ran:]
-            if not works or works[0].error is None:  # stopping: give the rest back
-                self._start(self.dispatcher.submit(works))
+            # skip the dispatcher and book the successes here, until a failure. Under a
+            # dedup store, marks are written at least every MARK_EVERY_S meanwhile.
+            while True:
+                until = time.perf_counter() + MARK_EVERY_S if self._gate is not None else None
+                ran = executor.run_in_order(works, until)
+                self._succeeded(works[:ran])
+                works = works[ran:]
+                if not works or works[0].error is not None:
+                    break
+                if self.stopping.is_set():  # give the rest back
+                    self._start(self.dispatcher.submit(works))
+                    return
+                if self._unmarked and self.dependencies.due(DEDUP_STORE):
+                    self._mark()
+            if not works:
                 return
             works[0].blocked = True  # failed: it holds its lane until decided
             startable = self.dispatcher.submit(works)

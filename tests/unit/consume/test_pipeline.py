@@ -8,6 +8,7 @@ import random
 import threading
 import time
 from collections import Counter, defaultdict
+from typing import Any
 
 import pytest
 
@@ -294,3 +295,23 @@ def test_a_batch_handler_gets_each_poll_at_once_and_falls_back_one_by_one() -> N
     assert batches[:2] == [20, 20], "the batch, then its one retry"
     assert batches[2:] == [1] * 20, "then one by one"
     assert client.last_commit() == {("t", 0): 20}
+
+
+def test_at_concurrency_1_marks_are_written_while_a_long_batch_runs() -> None:
+    client = FakeClient(messages(50))
+    store = MemoryDedupStore()
+    completes: list[int] = []
+    complete = store.complete
+
+    def counting_complete(keys: Any) -> None:
+        completes.append(len(keys))
+        complete(keys)
+
+    store.complete = counting_complete  # type: ignore[method-assign]
+    harness = make_harness(client, lambda event: time.sleep(0.005), store=store)
+    harness.start(max_messages=50)
+    harness.join()
+    # One poll of 50 events taking >= 250 ms: marks go out every 50 ms, not at the end.
+    assert client.polls <= 3
+    assert len(completes) >= 3
+    assert sum(completes) == 50
