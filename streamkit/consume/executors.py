@@ -88,6 +88,22 @@ class Completions:
         return taken
 
 
+class _Runner:
+    """What every executor holds: the handler, the dispatcher, the completion queue and
+    the pipeline's recorder of handler calls."""
+
+    def __init__(
+        self, handler: Any, dispatcher: Dispatcher, completions: Completions, timed: Timed
+    ) -> None:
+        self._handler = handler
+        self._dispatcher = dispatcher
+        self._completions = completions
+        self._timed = timed
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._dispatcher!r})"
+
+
 class Executor(Protocol):
     """Runs works handed out by the dispatcher."""
 
@@ -122,13 +138,15 @@ def _end(work: Work, started: float, timed: Timed, error: Exception | None) -> N
     timed(work, work.handled_at - started)
 
 
-class InlineExecutor:
+class InlineExecutor(_Runner):
     """Concurrency 1 with a sync handler: runs each work on the calling (poll) thread.
 
     :meth:`start` returns when the started work and every work the dispatcher hands out
     after it have run; ``stopping`` is checked between works, and a work not started
     because of it is given back to the dispatcher.
     """
+
+    _handler: SyncCall
 
     def __init__(
         self,
@@ -138,10 +156,7 @@ class InlineExecutor:
         timed: Timed,
         stopping: threading.Event,
     ) -> None:
-        self._handler = handler
-        self._dispatcher = dispatcher
-        self._completions = completions
-        self._timed = timed
+        super().__init__(handler, dispatcher, completions, timed)
         self._stopping = stopping
 
     def run_in_order(self, works: Sequence[Work], until: float | None = None) -> int:
@@ -206,8 +221,10 @@ class InlineExecutor:
         pass
 
 
-class ThreadExecutor:
+class ThreadExecutor(_Runner):
     """Concurrency N with a sync handler: N daemon threads run the works."""
+
+    _handler: SyncCall
 
     def __init__(
         self,
@@ -218,10 +235,7 @@ class ThreadExecutor:
         *,
         name: str,
     ) -> None:
-        self._handler = handler
-        self._dispatcher = dispatcher
-        self._completions = completions
-        self._timed = timed
+        super().__init__(handler, dispatcher, completions, timed)
         self._inbox: queue.SimpleQueue[Work | None] = queue.SimpleQueue()
         self._threads = [
             threading.Thread(target=self._serve, name=f"{name}-{index}", daemon=True)
@@ -261,8 +275,10 @@ class ThreadExecutor:
             log.warning("%d handler threads still busy after %.1f s; left behind", stuck, timeout_s)
 
 
-class AsyncExecutor:
+class AsyncExecutor(_Runner):
     """Coroutine handlers as up to N tasks on ``loop`` (the service's own event loop)."""
+
+    _handler: AsyncCall
 
     def __init__(
         self,
@@ -272,10 +288,7 @@ class AsyncExecutor:
         timed: Timed,
         loop: asyncio.AbstractEventLoop,
     ) -> None:
-        self._handler = handler
-        self._dispatcher = dispatcher
-        self._completions = completions
-        self._timed = timed
+        super().__init__(handler, dispatcher, completions, timed)
         self._loop = loop
         # The loop keeps only weak references to tasks: these are the strong ones. Each
         # task removes itself when it ends (cheaper than a done-callback per task).
