@@ -39,6 +39,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SyncCall = Callable[[Event], Any]
+DecodeCall = Callable[[Work], Exception | None]
 AsyncCall = Callable[[Event], Awaitable[Any]]
 Timed = Callable[[Work, float], None]
 
@@ -222,7 +223,13 @@ class InlineExecutor(_Runner):
 
 
 class ThreadExecutor(_Runner):
-    """Concurrency N with a sync handler: N daemon threads run the works."""
+    """Concurrency N with a sync handler: N daemon threads run the works.
+
+    Each thread also decodes the message of its work (``decode``), so that the poll
+    thread, which feeds all of them, spends a few microseconds per message rather than
+    the decode's tens. A message that cannot be decoded is reported like a failed call,
+    with the decode error in ``work.error`` and ``work.event`` still None.
+    """
 
     _handler: SyncCall
 
@@ -234,8 +241,10 @@ class ThreadExecutor(_Runner):
         timed: Timed,
         *,
         name: str,
+        decode: DecodeCall,
     ) -> None:
         super().__init__(handler, dispatcher, completions, timed)
+        self._decode = decode
         self._inbox: queue.SimpleQueue[Work | None] = queue.SimpleQueue()
         self._threads = [
             threading.Thread(target=self._serve, name=f"{name}-{index}", daemon=True)
@@ -249,17 +258,24 @@ class ThreadExecutor(_Runner):
             self._inbox.put(work)
 
     def _serve(self) -> None:
-        handler, dispatcher, completions, timed = (
+        handler, dispatcher, completions, timed, decode = (
             self._handler,
             self._dispatcher,
             self._completions,
             self._timed,
+            self._decode,
         )
         while True:
             work = self._inbox.get()
             if work is None:  # close() sends one per thread
                 return
             while work is not None:
+                if work.event is None:
+                    work.error = decode(work)
+                    if work.error is not None:  # the poll thread decides its fate
+                        completions.put(work)
+                        work = dispatcher.finish(work, advance=False)
+                        continue
                 _call(handler, work, timed)
                 completions.put(work)
                 work = dispatcher.finish(work, advance=work.error is None)

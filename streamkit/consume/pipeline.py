@@ -135,6 +135,7 @@ class Pipeline:
         self._who = f"{role} {group}"
         self._decode = decode
         self._closing = False  # leaving run(): failures are dropped, not retried
+        self._decode_late = False  # set by run(): the executor decodes
         self._in_callback = False  # inside a rebalance callback: start works later
         self._deferred: list[Work] = []
         self._gate = gate
@@ -201,7 +202,7 @@ class Pipeline:
         parts = (handler, self.dispatcher, self.completions, self.timed)
         if self._inline:
             return InlineExecutor(*parts, self.stopping)
-        return ThreadExecutor(*parts, name=name)
+        return ThreadExecutor(*parts, name=name, decode=self._decode)
 
     def timed(self, work: Work, seconds: float) -> None:
         """Record one handler call (called by the executors, on their threads)."""
@@ -221,6 +222,8 @@ class Pipeline:
         """Consume until :meth:`stop`, ``max_messages`` taken and finished, or
         ``idle_timeout_s`` without a message; commit, then return."""
         self._executor = executor
+        # Handler threads decode their own messages; otherwise the poll thread does.
+        self._decode_late = isinstance(executor, ThreadExecutor)
         self._poll_thread = threading.get_ident()
         self._closing = False
         rebalancer = self.rebalancer
@@ -331,10 +334,10 @@ class Pipeline:
             return taken
         self.commit_stage.begin_batch(len(works))
         self._hold(works)
-        decoded: list[Work] = []
+        decoded: list[Work] = works if self._decode_late else []
         skipped: set[int] = set()  # ids of works settled before dispatch
         yield_every = 0 if self._inline else YIELD_EVERY
-        for index, work in enumerate(works):
+        for index, work in enumerate(() if self._decode_late else works):
             if yield_every and index % yield_every == yield_every - 1:
                 # Let handler threads that woke up take the GIL now, not after the
                 # whole batch is decoded (their wait would add to every handler call).
@@ -482,7 +485,11 @@ class Pipeline:
             self._report()
 
     def _handled(self, work: Work) -> None:
-        """A handler call ended (``work.error`` tells how)."""
+        """A handler call ended (``work.error`` tells how), or a handler thread could not
+        decode the message (``work.event`` is None)."""
+        if work.event is None and work.error is not None:
+            self._undecoded(work, work.error)
+            return
         if work.error is None:
             self.stats.processed += 1
             event = work.event
@@ -548,6 +555,18 @@ class Pipeline:
             for work in works:
                 self.sink.send(work, self._letters[work].letter)
 
+    def _undecoded(self, work: Work, problem: BaseException) -> None:
+        """A handler thread could not decode ``work``: dead-letter it, or wait for the
+        registry (it keeps its lane meanwhile)."""
+        if not self._owned(work) or self._closing or self.stopping.is_set():
+            self._start(self.dispatcher.release(work))
+            self._drop([work])
+        elif isinstance(problem, DeserializationError):
+            self._forward(work, self._policy.on_undecodable(work, problem))
+        else:
+            self.dependencies.failed(SCHEMA_REGISTRY, problem)
+            self._parked.wait_for_registry([work])
+
     def _decode_waiting(self) -> None:
         works, self._parked.undecoded = self._parked.undecoded, []
         decoded: list[Work] = []
@@ -562,11 +581,12 @@ class Pipeline:
                 decoded.append(work)
             else:
                 self._forward(work, self._policy.on_undecodable(work, problem))
-        if self._gate is not None:
-            self._claim(decoded)
-        else:
-            for work in decoded:
-                self._start(self.dispatcher.unblock(work))
+        claimed = [work for work in decoded if work.claim is not None or self._gate is None]
+        for work in claimed:
+            self._start(self.dispatcher.unblock(work))
+        unclaimed = [work for work in decoded if work.claim is None and self._gate is not None]
+        if unclaimed:
+            self._claim(unclaimed)
 
     def _forward(self, work: Work, decision: Forward) -> None:
         log.warning(

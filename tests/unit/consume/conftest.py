@@ -13,7 +13,6 @@ from confluent_kafka import TopicPartition
 from streamkit.consume.dead_letter import DeadLetter, LetterSettled
 from streamkit.consume.decode import Decode
 from streamkit.consume.dedup_gate import DedupGate
-from streamkit.consume.executors import InlineExecutor, ThreadExecutor
 from streamkit.consume.pipeline import Pipeline
 from streamkit.consume.processing import ConsumerStats
 from streamkit.consume.retry import InPlaceRetry
@@ -329,7 +328,6 @@ def make_harness(
         sinks.append(FakeSink(settled))
         return sinks[0]
 
-    inline = settings.concurrency == 1
     pipeline = Pipeline(
         client,
         group="g",
@@ -342,13 +340,7 @@ def make_harness(
         observer=NullConsumerMetrics(),
         stats=ConsumerStats(),
         batch_size=50,
-        inline=inline,
+        inline=settings.concurrency == 1,
         batch_call=batch_call,
     )
-    parts = (pipeline.dispatcher, pipeline.completions, pipeline.timed)
-    executor: Any = (
-        InlineExecutor(handler, *parts, pipeline.stopping)
-        if inline
-        else ThreadExecutor(handler, *parts, name="test")
-    )
-    return Harness(pipeline, client, decoder, sinks[0], executor)
+    return Harness(pipeline, client, decoder, sinks[0], pipeline.executor_for(handler, "test"))
