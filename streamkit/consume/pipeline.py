@@ -6,8 +6,9 @@
              │  └ registry down: wait        │      └ failed: retry later / dead letter
              └ undecodable: dead letter      └ duplicate: finished at once
 
-One thread polls and does every piece of bookkeeping (decode, claims, dedup marks,
-offsets, commits, pauses); handlers run on an executor (:mod:`.executors`). The loop:
+One thread polls and does every piece of bookkeeping (claims, dedup marks, offsets,
+commits, pauses) and decodes, except on a thread pool, whose threads decode their own
+messages; handlers run on an executor (:mod:`.executors`). The loop:
 
 1. drains the completions reported since its last turn: successes get their dedup mark
    (one store call per turn) and then their offset finished; failures get the retry
