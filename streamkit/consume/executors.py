@@ -104,6 +104,12 @@ class _Runner:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._dispatcher!r})"
 
+    def _step(self, work: Work) -> Work | None:
+        """Run one sync handler call, report it, return the next work of the slot."""
+        _call(self._handler, work, self._timed)
+        self._completions.put(work)
+        return self._dispatcher.finish(work, advance=work.error is None)
+
 
 class Executor(Protocol):
     """Runs works handed out by the dispatcher."""
@@ -202,21 +208,13 @@ class InlineExecutor(_Runner):
             return True, retries
 
     def start(self, works: Sequence[Work]) -> None:
-        handler, dispatcher, completions, timed = (
-            self._handler,
-            self._dispatcher,
-            self._completions,
-            self._timed,
-        )
         for first in works:
             work: Work | None = first
             while work is not None:
                 if self._stopping.is_set():
-                    dispatcher.give_back(work)
+                    self._dispatcher.give_back(work)
                     break
-                _call(handler, work, timed)
-                completions.put(work)
-                work = dispatcher.finish(work, advance=work.error is None)
+                work = self._step(work)
 
     def close(self, timeout_s: float) -> None:
         pass
@@ -258,27 +256,18 @@ class ThreadExecutor(_Runner):
             self._inbox.put(work)
 
     def _serve(self) -> None:
-        handler, dispatcher, completions, timed, decode = (
-            self._handler,
-            self._dispatcher,
-            self._completions,
-            self._timed,
-            self._decode,
-        )
         while True:
             work = self._inbox.get()
             if work is None:  # close() sends one per thread
                 return
             while work is not None:
                 if work.event is None:
-                    work.error = decode(work)
+                    work.error = self._decode(work)
                     if work.error is not None:  # the poll thread decides its fate
-                        completions.put(work)
-                        work = dispatcher.finish(work, advance=False)
+                        self._completions.put(work)
+                        work = self._dispatcher.finish(work, advance=False)
                         continue
-                _call(handler, work, timed)
-                completions.put(work)
-                work = dispatcher.finish(work, advance=work.error is None)
+                work = self._step(work)
 
     def close(self, timeout_s: float) -> None:
         for _ in self._threads:
