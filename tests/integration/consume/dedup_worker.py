@@ -1,6 +1,6 @@
 """An idempotent consumer service run as a subprocess by the end-to-end dedup tests.
 
-Usage: python -m tests.integration.consume.dedup_worker TOPIC EFFECTS_DB [--batch-size N]
+Usage: python -m tests.integration.consume.dedup_worker TOPIC EFFECTS [--batch-size N]
     [--concurrency N] [--sleep S]
 
 Configured from ``STREAMKIT_*`` only (group id, dedup store URL, claim TTL, session
@@ -13,10 +13,15 @@ before the shared store heard of it cannot cause a second row. When EFFECTS_DB i
 SQLite store's own file, that mark *is* the store's. Each time the mark (rather than the
 store) stopped a second effect, a row goes into ``marks_hit``, so the count survives kills.
 
+EFFECTS may also be a ``postgresql://`` URL (its ``search_path`` naming the test's
+schema): the same tables live there, and each handler call takes its own pooled
+connection for :func:`exactly_once`, the shape a concurrent consumer's handlers use.
+
 Prints ``ready`` once partitions are first assigned, then ``stats {json}`` with the
 consumer's counters every half second (the last one a killed worker printed is its
 figure) and once more on SIGTERM, before it exits 0. With ``--concurrency N`` the
-handler runs on N threads, each with its own connection to EFFECTS_DB.
+handler runs on N threads (SQLite: a connection per handler thread), sleeping ``S``
+seconds per event first.
 """
 
 from __future__ import annotations
@@ -28,9 +33,11 @@ import sqlite3
 import sys
 import threading
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from streamkit.consume.consumer import EventConsumer
+from streamkit.consume.consumer import EventConsumer, Handler
 from streamkit.consume.processing import ConsumerStats
 from streamkit.dedup import exactly_once, open_store_from_settings, scoped_key
 from streamkit.serde.events import Event
@@ -39,7 +46,7 @@ from streamkit.settings import load_settings
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS effects ("
     " event_id TEXT NOT NULL, worker INTEGER NOT NULL,"
-    " partition INTEGER NOT NULL, offset INTEGER NOT NULL)",
+    " partition INTEGER NOT NULL, message_offset INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS marks_hit (event_id TEXT NOT NULL, worker INTEGER NOT NULL)",
 )
 REPORT_EVERY_S = 0.5
@@ -61,6 +68,67 @@ def connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+def effects_handler(
+    connection: Callable[[], AbstractContextManager[Any]],
+    param: str,
+    group: str,
+    worker: int,
+    sleep_s: float = 0.0,
+) -> Handler:
+    """The handler: the effect row and the mark in one transaction of ``connection()``'s
+    connection (``param``: the driver's placeholder), after sleeping ``sleep_s``."""
+    # Only the driver's placeholder is spliced in.
+    effect = f"INSERT INTO effects VALUES ({', '.join([param] * 4)})"  # noqa: S608
+    mark_hit = f"INSERT INTO marks_hit VALUES ({param}, {param})"  # noqa: S608
+
+    def handle(event: Event) -> None:
+        if sleep_s:
+            time.sleep(sleep_s)
+        with connection() as conn, exactly_once(conn, scoped_key(group, event.id)) as tx:
+            if tx is None:
+                conn.execute(mark_hit, (event.id, worker))
+                return
+            tx.execute(effect, (event.id, worker, event.partition, event.offset))
+
+    return handle
+
+
+def postgres_handler(
+    url: str, group: str, worker: int, sleep_s: float
+) -> tuple[Handler, Callable[[], None]]:
+    """Effects in PostgreSQL, each call on its own pooled connection; and the pool's close."""
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
+    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('dedup_worker'))")
+        for statement in SCHEMA:
+            conn.execute(statement)
+    pool = ConnectionPool(url, min_size=1, max_size=4, open=True)
+    return effects_handler(pool.connection, "%s", group, worker, sleep_s), pool.close
+
+
+def sqlite_handler(
+    path: str, group: str, worker: int, sleep_s: float
+) -> tuple[Handler, Callable[[], None]]:
+    """Effects in an SQLite file, on a connection per handler thread; and their close."""
+    local = threading.local()
+    conns = [connect(path)]  # creates the tables now
+
+    def connection() -> AbstractContextManager[sqlite3.Connection]:
+        conn = getattr(local, "conn", None)
+        if conn is None:
+            conn = local.conn = connect(path)
+            conns.append(conn)
+        return nullcontext(conn)
+
+    def close() -> None:
+        for conn in conns:
+            conn.close()
+
+    return effects_handler(connection, "?", group, worker, sleep_s), close
+
+
 def report(stats: ConsumerStats) -> None:
     figures = {
         "worker": os.getpid(),
@@ -78,32 +146,15 @@ def report(stats: ConsumerStats) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("topic")
-    parser.add_argument("effects_db")
+    parser.add_argument("effects")
     parser.add_argument("--batch-size", type=int, default=25)
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--sleep", type=float, default=0.0)
     args = parser.parse_args()
     settings = load_settings()
     group = settings.consumer.group_id or ""
-    local = threading.local()  # a connection per handler thread
-    conns: list[sqlite3.Connection] = [connect(args.effects_db)]  # creates the tables now
-    worker = os.getpid()
-
-    def handle(event: Event) -> None:
-        conn = getattr(local, "conn", None)
-        if conn is None:
-            conn = local.conn = connect(args.effects_db)
-            conns.append(conn)
-        if args.sleep:
-            time.sleep(args.sleep)
-        with exactly_once(conn, scoped_key(group, event.id)) as tx:
-            if tx is None:
-                conn.execute("INSERT INTO marks_hit VALUES (?, ?)", (event.id, worker))
-                return
-            tx.execute(
-                "INSERT INTO effects VALUES (?, ?, ?, ?)",
-                (event.id, worker, event.partition, event.offset),
-            )
+    make = postgres_handler if args.effects.startswith("postgresql:") else sqlite_handler
+    handle, close_effects = make(args.effects, group, os.getpid(), args.sleep)
 
     def assigned(_partitions: list[Any]) -> None:
         if not ready.is_set():
@@ -134,8 +185,7 @@ def main() -> int:
     finally:
         if store is not None:
             store.close()
-        for conn in conns:
-            conn.close()
+        close_effects()
     report(stats)
     return 0
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from streamkit.consume.dead_letter import DLQ_HEADERS, dead_letter
-from tests.unit.consume.conftest import FakeMessage
+from tests.fakes import message
 
 
 def test_dead_letter_keeps_bytes_and_headers_and_adds_reason() -> None:
-    message = FakeMessage([("trace", b"t"), ("empty", None)])
-    letter = dead_letter(message, ValueError("bad"), attempts=4, group="g", suffix=".dlq")
+    record = message(headers=[("trace", b"t"), ("empty", None)])
+    letter = dead_letter(record, ValueError("bad"), attempts=4, group="g", suffix=".dlq")
     headers = dict(letter.headers)
     assert letter.topic == "orders.dlq"
     assert (letter.key, letter.value) == (b"k", b"v")
@@ -25,7 +25,5 @@ def test_dead_letter_keeps_bytes_and_headers_and_adds_reason() -> None:
 
 @pytest.mark.parametrize("size", [10, 5000])
 def test_dead_letter_reason_is_bounded(size: int) -> None:
-    letter = dead_letter(
-        FakeMessage(), RuntimeError("x" * size), attempts=1, group="g", suffix=".dlq"
-    )
+    letter = dead_letter(message(), RuntimeError("x" * size), attempts=1, group="g", suffix=".dlq")
     assert len(dict(letter.headers)["dlq-reason"]) <= 2000

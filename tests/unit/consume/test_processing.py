@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from streamkit.consume.processing import backoff_delays, dedup_key, take_batch
 from streamkit.settings import ConsumerSettings
-from tests.unit.consume.conftest import FakeMessage
+from tests.fakes import message
 
 
 def test_backoff_doubles_and_is_capped() -> None:
@@ -12,10 +12,10 @@ def test_backoff_doubles_and_is_capped() -> None:
 
 
 def test_dedup_key_prefers_function_then_header_then_position() -> None:
-    with_id = FakeMessage([("event-id", b"e-1")])
+    with_id = message(headers=[("event-id", b"e-1")])
     assert dedup_key(with_id) == "e-1"
     assert dedup_key(with_id, lambda m: f"custom-{m.offset()}") == "custom-41"
-    assert dedup_key(FakeMessage()) == "orders/2/41"
+    assert dedup_key(message()) == "orders/2/41"
 
 
 class _Queue:

@@ -23,7 +23,8 @@ from streamkit.serde.events import Event, EventEncoder
 from streamkit.serde.schemas import AvroSchema, load_schemas
 from streamkit.settings import load_settings
 from tests.factories import ORDER_SCHEMA, order
-from tests.unit.consume.conftest import FakeClient, FakeMessage
+from tests.fakes import message, mock_registry
+from tests.unit.consume.conftest import FakeClient
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -97,30 +98,15 @@ class FakeTxnClient:
         self.calls.append("abort")
 
 
-class FakeProducer:
-    def __init__(self, client: FakeTxnClient, schema: AvroSchema) -> None:
+class FakeTxnProducer:
+    """The EventProducer face the processor uses: its client and encoders."""
+
+    def __init__(self, client: FakeTxnClient, encoder: EventEncoder) -> None:
         self.client = client
-        self._encoder = EventEncoder(schema, 1)
+        self._encoder = encoder
 
     def encoder(self, topic: str, schema: str | None = None) -> EventEncoder:
         return self._encoder
-
-    def close(self) -> None:
-        pass
-
-
-class FakeRegistry:
-    """Answers every writer schema id with ``schema``; unreachable for ``down`` lookups."""
-
-    def __init__(self, schema: AvroSchema, down: int = 0) -> None:
-        self._schema = schema
-        self.down = down
-
-    def schema_by_id(self, schema_id: int) -> AvroSchema:
-        if self.down:
-            self.down -= 1
-            raise RegistryError("cannot reach the schema registry", transient=True)
-        return self._schema
 
     def close(self) -> None:
         pass
@@ -137,33 +123,64 @@ def _processor(
     client: FakeTxnClient,
     registry_down: int = 0,
 ) -> tuple[TransactionalProcessor, FakeClient]:
-    consumer = FakeClient(_batch(schema))
-    monkeypatch.setattr(transactional, "Consumer", lambda conf: consumer)
-    monkeypatch.setattr(
-        transactional, "EventProducer", lambda *a, **k: FakeProducer(client, schema)
-    )
     settings = load_settings(
         consumer={"group_id": "g", "max_retries": 0, "retry_backoff_ms": 1},
         producer={"transactional_id": "t-0"},
     )
+    registry = mock_registry(settings)
+    encoder = EventEncoder(schema, registry.register("in-value", schema))
+    consumer = FakeClient(_batch(encoder))
+    monkeypatch.setattr(transactional, "Consumer", lambda conf: consumer)
+    monkeypatch.setattr(
+        transactional, "EventProducer", lambda *a, **k: FakeTxnProducer(client, encoder)
+    )
+    if registry_down:
+        _unreachable_for(monkeypatch, registry, registry_down)
 
     def transform(event: Event) -> list[Output]:
         if event.payload["order_id"] == "order-2":
             raise ValueError("cannot bill order-2")
         return [Output("out", {**event.payload, "status": "PAID", "placed_at": 0})]
 
-    registry: Any = FakeRegistry(schema, down=registry_down)
-    return TransactionalProcessor(["in"], transform, settings=settings, registry=registry), consumer
+    processor = TransactionalProcessor(["in"], transform, settings=settings, registry=registry)
+    return processor, consumer
 
 
-def _batch(schema: AvroSchema) -> list[FakeMessage]:
-    encoder = EventEncoder(schema, 1)
+def _unreachable_for(monkeypatch: pytest.MonkeyPatch, registry: Any, lookups: int) -> None:
+    """The registry's next ``lookups`` writer-schema lookups fail as unreachable."""
+    answer = registry.schema_by_id
+    down = [lookups]
+
+    def schema_by_id(schema_id: int) -> AvroSchema:
+        if down[0]:
+            down[0] -= 1
+            raise RegistryError("cannot reach the schema registry", transient=True)
+        return answer(schema_id)
+
+    monkeypatch.setattr(registry, "schema_by_id", schema_by_id)
+
+
+def _batch(encoder: EventEncoder) -> list[Any]:
     values = [encoder.encode(Event(payload=order(i), type="OrderPlaced")) for i in range(3)]
     # partition 0 offsets 5, 6 (order-2 fails), partition 1 offset 9 (not Avro)
     return [
-        FakeMessage([("event-id", f"e-{p}-{o}".encode())], "in", p, o, None, value)
-        for p, o, value in ((0, 5, values[0]), (0, 6, values[2]), (1, 8, values[1]))
-    ] + [FakeMessage([("event-id", b"e-1-9")], "in", 1, 9, None, b"not avro")]
+        _record(0, 5, values[0]),
+        _record(0, 6, values[2]),
+        _record(1, 8, values[1]),
+        _record(1, 9, b"not avro"),
+    ]
+
+
+def _record(partition: int, offset: int, value: bytes) -> Any:
+    event_id = f"e-{partition}-{offset}".encode()
+    return message(
+        topic="in",
+        partition=partition,
+        offset=offset,
+        key=None,
+        value=value,
+        headers=[("event-id", event_id)],
+    )
 
 
 def _run(processor: TransactionalProcessor) -> None:

@@ -36,6 +36,10 @@ EXPECTED_NAMES = {
     "streamkit_consumer_paused_partitions",
     "streamkit_consumer_watermark_lag",
     "streamkit_dependency_up",
+    "streamkit_outbox_pending_rows",
+    "streamkit_outbox_oldest_pending_age_seconds",
+    "streamkit_outbox_published",
+    "streamkit_outbox_publish_errors",
 }
 
 
