@@ -42,7 +42,7 @@ NO_OTEL_STAMP := $(NO_OTEL_VENV)/.installed
 $(NO_OTEL_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(NO_OTEL_VENV)
 	$(NO_OTEL_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(NO_OTEL_VENV)/bin/python -m pip install --quiet -e . pytest pytest-timeout
+	$(NO_OTEL_VENV)/bin/python -m pip install --quiet -e ".[cli,testing,redis,postgres,models,test]"
 	! $(NO_OTEL_VENV)/bin/python -c "import opentelemetry" 2>/dev/null
 	touch $(NO_OTEL_STAMP)
 
@@ -64,7 +64,7 @@ wheel-smoke: install services images  ## build sdist + wheel, install into a fre
 	scripts/wheel-smoke.sh
 
 docs: install  ## build the documentation site (mkdocs --strict) into site/
-	$(PY) -m mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 docs-serve: install  ## serve the documentation on http://127.0.0.1:8000 while editing
 	$(PY) -m mkdocs serve --dev-addr 127.0.0.1:8000
