@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Producer
-from streamkit.cli.main import app
 from typer.testing import CliRunner
 
+from streamkit.cli.app import app
 from streamkit.client.config import client_config
 from streamkit.consume.consumer import EventConsumer
 from streamkit.ops.admin import StreamkitAdmin, TopicSpec
