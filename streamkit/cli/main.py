@@ -18,6 +18,7 @@ from streamkit.cli.commands import (
     topics_app,
 )
 from streamkit.cli.demo import demo_command
+from streamkit.cli.dlq import dlq_app
 from streamkit.client.config import is_secret_key, masked
 from streamkit.settings import StreamkitSettings, env_var_name
 
@@ -28,6 +29,7 @@ config_app = typer.Typer(help="Inspect the resolved settings.", no_args_is_help=
 app.add_typer(config_app, name="config")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(topics_app, name="topics")
+app.add_typer(dlq_app, name="dlq")
 app.command()(produce)
 app.command()(consume)
 app.command("demo")(demo_command)

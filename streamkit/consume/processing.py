@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any, Protocol
 from confluent_kafka import KafkaError
 
 from streamkit.client.diagnose import translate_kafka_error
+from streamkit.consume.history import failed_attempt, with_entry
 from streamkit.errors import AuthorizationError
 from streamkit.serde.events import HEADER_EVENT_ID, Headers, RawHeaders, header_value
 from streamkit.settings import ConsumerSettings
@@ -190,19 +190,31 @@ def dead_letter(
     group: str,
     suffix: str,
 ) -> DeadLetter:
-    """Build the dead letter of ``message``, which failed with ``error``."""
+    """Build the dead letter of ``message``, which failed with ``error``.
+
+    The message's own headers are kept, an ``attempt-history`` entry is appended for
+    this failure (:mod:`streamkit.consume.history`), then the ``dlq-*`` headers.
+    """
+    raw = message.headers()
+    entry = failed_attempt(
+        error,
+        attempts=attempts,
+        headers=raw,
+        topic=str(message.topic()),
+        partition=message.partition() or 0,
+        offset=message.offset() or 0,
+        group=group,
+    )
     reason = f"{type(error).__name__}: {error}"
     extra: Headers = [
         ("dlq-reason", reason[:_MAX_REASON].encode()),
-        ("dlq-error-type", f"{type(error).__module__}.{type(error).__qualname__}".encode()),
+        ("dlq-error-type", entry.error_type.encode()),
         ("dlq-source-topic", str(message.topic()).encode()),
         ("dlq-source-partition", str(message.partition()).encode()),
         ("dlq-source-offset", str(message.offset()).encode()),
         ("dlq-attempts", str(attempts).encode()),
         ("dlq-consumer-group", group.encode()),
-        ("dlq-failed-at", str(time.time_ns() // 1_000_000).encode()),
+        ("dlq-failed-at", str(entry.failed_at).encode()),
     ]
-    raw = message.headers()
-    items = raw.items() if isinstance(raw, dict) else raw or ()
-    headers: Headers = [(k, v) for k, v in items if v is not None]
+    headers = with_entry(raw, entry)
     return DeadLetter(f"{message.topic()}{suffix}", message.key(), message.value(), headers + extra)
