@@ -189,13 +189,22 @@ def dead_letter(
     attempts: int,
     group: str,
     suffix: str,
+    source: tuple[str, int, int] | None = None,
 ) -> DeadLetter:
     """Build the dead letter of ``message``, which failed with ``error``.
 
     The message's own headers are kept, an ``attempt-history`` entry is appended for
     this failure (:mod:`streamkit.consume.history`), then the ``dlq-*`` headers.
+    ``source`` is where the event was first read, if not ``message``'s own topic,
+    partition and offset (a message read from a retry topic): the dead-letter topic and
+    the ``dlq-source-*`` headers follow it.
     """
     raw = message.headers()
+    topic, partition, offset = source or (
+        str(message.topic()),
+        message.partition(),
+        message.offset(),
+    )
     entry = failed_attempt(
         error,
         attempts=attempts,
@@ -209,12 +218,13 @@ def dead_letter(
     extra: Headers = [
         ("dlq-reason", reason[:_MAX_REASON].encode()),
         ("dlq-error-type", entry.error_type.encode()),
-        ("dlq-source-topic", str(message.topic()).encode()),
-        ("dlq-source-partition", str(message.partition()).encode()),
-        ("dlq-source-offset", str(message.offset()).encode()),
-        ("dlq-attempts", str(attempts).encode()),
+        ("dlq-source-topic", topic.encode()),
+        ("dlq-source-partition", str(partition).encode()),
+        ("dlq-source-offset", str(offset).encode()),
+        # Handler calls over the event's life: retry hops and earlier replays included.
+        ("dlq-attempts", str(entry.attempt).encode()),
         ("dlq-consumer-group", group.encode()),
         ("dlq-failed-at", str(entry.failed_at).encode()),
     ]
     headers = with_entry(raw, entry)
-    return DeadLetter(f"{message.topic()}{suffix}", message.key(), message.value(), headers + extra)
+    return DeadLetter(f"{topic}{suffix}", message.key(), message.value(), headers + extra)
