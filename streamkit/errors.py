@@ -120,7 +120,8 @@ class SchemaValidationError(SchemaError, ValueError):
         self.expected = expected
         self.actual = actual
         detail = reason or f"expected {expected}, got {actual}"
-        super().__init__(f"record does not match schema {schema!r} at field {field!r}: {detail}")
+        # The path is shown as is: repr() would double the backslashes of escaped map keys.
+        super().__init__(f"record does not match schema {schema!r} at field {field}: {detail}")
 
 
 class SchemaCompatibilityError(SchemaError):
