@@ -14,11 +14,13 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 from streamkit.serde.events import Header, Headers, RawHeaders
 
 __all__ = [
     "HEADER_ATTEMPT_HISTORY",
+    "Delivery",
     "FailedAttempt",
     "attempt_history",
     "attempts_so_far",
@@ -103,26 +105,29 @@ def attempts_so_far(headers: RawHeaders) -> int:
     return max((entry.attempt for entry in history), default=0)
 
 
+class Delivery(Protocol):
+    """Where a message was read, and its headers (a ``confluent_kafka.Message`` is one)."""
+
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def headers(self) -> RawHeaders: ...
+
+
 def failed_attempt(
-    error: BaseException,
-    *,
-    attempts: int,
-    headers: RawHeaders,
-    topic: str,
-    partition: int,
-    offset: int,
-    group: str,
+    message: Delivery, error: BaseException, *, attempts: int, group: str
 ) -> FailedAttempt:
-    """The history entry for a delivery that just failed after ``attempts`` handler calls."""
+    """The history entry for ``message``, whose delivery just failed with ``error`` after
+    ``attempts`` handler calls (``group`` gave up on it)."""
     reason = f"{type(error).__name__}: {error}"
     return FailedAttempt(
-        attempt=attempts_so_far(headers) + attempts,
+        attempt=attempts_so_far(message.headers()) + attempts,
         failed_at=time.time_ns() // 1_000_000,
         error_type=error_type_name(error),
         error=reason[:_MAX_ERROR],
-        topic=topic,
-        partition=partition,
-        offset=offset,
+        topic=str(message.topic()),
+        partition=message.partition() or 0,
+        offset=message.offset() or 0,
         group=group,
     )
 

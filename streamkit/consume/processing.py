@@ -205,15 +205,7 @@ def dead_letter(
         message.partition(),
         message.offset(),
     )
-    entry = failed_attempt(
-        error,
-        attempts=attempts,
-        headers=raw,
-        topic=str(message.topic()),
-        partition=message.partition() or 0,
-        offset=message.offset() or 0,
-        group=group,
-    )
+    entry = failed_attempt(message, error, attempts=attempts, group=group)
     reason = f"{type(error).__name__}: {error}"
     extra: Headers = [
         ("dlq-reason", reason[:_MAX_REASON].encode()),

@@ -210,15 +210,7 @@ def retry_hop(
     now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
     raw = message.headers()
     origin = _Origin.of(message)
-    entry = failed_attempt(
-        error,
-        attempts=attempts,
-        headers=raw,
-        topic=str(message.topic()),
-        partition=message.partition() or 0,
-        offset=message.offset() or 0,
-        group=group,
-    )
+    entry = failed_attempt(message, error, attempts=attempts, group=group)
     first_failure = _int_header(raw, "retry-first-failure-at") or now
     due = now + int(stage.delay_s * 1000)
     reason = f"{type(error).__name__}: {error}"

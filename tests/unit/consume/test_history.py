@@ -11,19 +11,12 @@ from streamkit.consume.history import (
     with_entry,
 )
 from streamkit.consume.processing import dead_letter
-from tests.unit.consume.test_processing import FakeMessage
+from tests.unit.consume.conftest import FakeMessage
 
 
 def _failure(headers: list[tuple[str, bytes | str | None]], attempts: int = 3) -> FailedAttempt:
-    return failed_attempt(
-        RuntimeError("db down"),
-        attempts=attempts,
-        headers=headers,
-        topic="orders",
-        partition=1,
-        offset=7,
-        group="billing",
-    )
+    read = FakeMessage(headers, _topic="orders", _partition=1, _offset=7)
+    return failed_attempt(read, RuntimeError("db down"), attempts=attempts, group="billing")
 
 
 def test_entry_round_trips_through_its_header() -> None:
@@ -54,8 +47,7 @@ def test_foreign_history_headers_are_ignored(value: bytes) -> None:
 
 
 def test_long_errors_are_cut() -> None:
-    where = {"topic": "t", "partition": 0, "offset": 0, "group": "g"}
-    entry = failed_attempt(ValueError("x" * 5000), attempts=1, headers=None, **where)
+    entry = failed_attempt(FakeMessage(), ValueError("x" * 5000), attempts=1, group="g")
     assert len(entry.error) == 500
 
 

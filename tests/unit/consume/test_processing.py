@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import pytest
 
 from streamkit.consume.processing import (
@@ -11,38 +9,8 @@ from streamkit.consume.processing import (
     dedup_key,
     take_batch,
 )
-from streamkit.serde.events import RawHeaders
 from streamkit.settings import ConsumerSettings
-
-
-@dataclass
-class FakeMessage:
-    """Stands in for confluent_kafka.Message."""
-
-    _headers: RawHeaders = field(default_factory=list)
-    _topic: str = "orders"
-    _partition: int = 2
-    _offset: int = 41
-    _key: bytes | None = b"k"
-    _value: bytes | None = b"v"
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def key(self) -> bytes | None:
-        return self._key
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def headers(self) -> RawHeaders:
-        return self._headers
+from tests.unit.consume.conftest import FakeMessage
 
 
 def test_backoff_doubles_and_is_capped() -> None:

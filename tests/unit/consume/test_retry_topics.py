@@ -1,8 +1,5 @@
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 import pytest
 
 from streamkit.consume.history import attempt_history
@@ -16,7 +13,7 @@ from streamkit.consume.retry_topics import (
     retry_topic_name,
 )
 from streamkit.settings import ConsumerSettings
-from tests.unit.consume.test_processing import FakeMessage
+from tests.unit.consume.conftest import FakeMessage
 
 SETTINGS = ConsumerSettings(retry_delays=("1s", "2m"))
 NOW_MS = 1_700_000_000_000
@@ -143,35 +140,9 @@ def test_a_source_message_is_dead_lettered_as_itself() -> None:
     assert dict(letter.headers)["dlq-source-offset"] == b"41"
 
 
-@dataclass
-class Polled:
-    """A polled message, as the due gate sees it."""
-
-    _topic: str
-    _partition: int
-    _offset: int
-    due_ms: int | None = None
-    _error: Any = None
-    _headers: list[tuple[str, bytes]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if self.due_ms is not None:
-            self._headers = [("retry-due-at", str(self.due_ms).encode())]
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def error(self) -> Any:
-        return self._error
-
-    def headers(self) -> list[tuple[str, bytes]]:
-        return self._headers
+def _polled(topic: str, partition: int, offset: int, due_ms: int | None = None) -> FakeMessage:
+    headers = [] if due_ms is None else [("retry-due-at", str(due_ms).encode())]
+    return FakeMessage(headers, _topic=topic, _partition=partition, _offset=offset)
 
 
 class Client:
@@ -194,13 +165,13 @@ def test_due_gate_holds_a_retry_partition_until_its_first_message_is_due() -> No
     client = Client()
     gate = client.gate()
     batch = [
-        Polled("orders", 0, 10),
-        Polled("orders.retry.1s", 0, 3, due_ms=NOW_MS - 5),
-        Polled("orders.retry.1s", 0, 4, due_ms=NOW_MS + 800),
-        Polled("orders", 0, 11),
-        Polled("orders.retry.1s", 0, 5, due_ms=NOW_MS + 400),  # behind offset 4: read again
-        Polled("orders.retry.1s", 1, 7, due_ms=NOW_MS + 200),
-        Polled("orders.retry.2m", 2, 1),  # no due header: due now
+        _polled("orders", 0, 10),
+        _polled("orders.retry.1s", 0, 3, NOW_MS - 5),
+        _polled("orders.retry.1s", 0, 4, NOW_MS + 800),
+        _polled("orders", 0, 11),
+        _polled("orders.retry.1s", 0, 5, NOW_MS + 400),  # behind offset 4: read again
+        _polled("orders.retry.1s", 1, 7, NOW_MS + 200),
+        _polled("orders.retry.2m", 2, 1),  # no due header: due now
     ]
     admitted = gate.admit(batch)
     assert [(m.topic(), m.offset()) for m in admitted] == [

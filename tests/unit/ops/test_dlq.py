@@ -20,7 +20,7 @@ from streamkit.ops.dlq import (
 )
 from streamkit.ops.dlq.summary import _masked_payload, _Samples
 from streamkit.settings import StreamkitSettings
-from tests.unit.consume.test_processing import FakeMessage
+from tests.unit.consume.conftest import FakeMessage
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
