@@ -4,10 +4,10 @@
 #   scripts/compose-up.sh          (what `make up` runs, after `make images`)
 #
 # For each service the image named by its variable (KAFKA_IMAGE, REGISTRY_IMAGE,
-# PROMETHEUS_IMAGE, GRAFANA_IMAGE) is used as is; otherwise the first of its candidates that
+# POSTGRES_IMAGE, PROMETHEUS_IMAGE, GRAFANA_IMAGE) is used as is; otherwise the first of its candidates that
 # exists locally, else the first that can be pulled. Kafka and the registry fall back to the
 # test kit's images (streamkit/kafka:4.1.1, streamkit/apicurio-registry:3.3.3, built by
-# `make images` where no image registry is reachable). Prometheus and Grafana are left out,
+# `make images` where no image registry is reachable). PostgreSQL, Prometheus and Grafana are left out,
 # with a note, when neither present nor pullable.
 # COMPOSE overrides the compose command (default: docker-compose, else `docker compose`).
 set -euo pipefail
@@ -44,6 +44,11 @@ KAFKA_IMAGE=$(pick KAFKA_IMAGE apache/kafka:4.1.1 streamkit/kafka:4.1.1) ||
 REGISTRY_IMAGE=$(pick REGISTRY_IMAGE confluentinc/cp-schema-registry:8.0.0 \
     apicurio/apicurio-registry:3.3.3 streamkit/apicurio-registry:3.3.3) ||
     { say "no schema registry image: run 'make images'"; exit 1; }
+if POSTGRES_IMAGE=$(pick POSTGRES_IMAGE postgres:17); then
+    services+=(postgres)
+else
+    say "leaving out postgres: image postgres:17 is neither here nor pullable (set POSTGRES_IMAGE)"
+fi
 if PROMETHEUS_IMAGE=$(pick PROMETHEUS_IMAGE prom/prometheus:v3.5.0); then
     services+=(prometheus)
 else
@@ -54,7 +59,12 @@ if GRAFANA_IMAGE=$(pick GRAFANA_IMAGE grafana/grafana:11.6.0); then
 else
     say "leaving out grafana: image grafana/grafana:11.6.0 is neither here nor pullable (set GRAFANA_IMAGE)"
 fi
-export KAFKA_IMAGE REGISTRY_IMAGE PROMETHEUS_IMAGE GRAFANA_IMAGE
+if JAEGER_IMAGE=$(pick JAEGER_IMAGE jaegertracing/jaeger:2.11.0); then
+    services+=(jaeger)
+else
+    say "leaving out jaeger: image jaegertracing/jaeger:2.11.0 is neither here nor pullable (set JAEGER_IMAGE)"
+fi
+export KAFKA_IMAGE REGISTRY_IMAGE POSTGRES_IMAGE PROMETHEUS_IMAGE GRAFANA_IMAGE JAEGER_IMAGE
 
 say "images: kafka=$KAFKA_IMAGE registry=$REGISTRY_IMAGE"
 $COMPOSE up -d "${services[@]}"
@@ -74,10 +84,14 @@ cat <<MSG
 streamkit stack is up (${services[*]}):
   Kafka            $kafka
   schema registry  $registry
+  PostgreSQL       postgresql://streamkit:${POSTGRES_PASSWORD:-streamkit}@127.0.0.1:${POSTGRES_PORT:-5432}/streamkit   (if started)
   Prometheus       http://127.0.0.1:${PROMETHEUS_PORT:-9090}   (scrapes 127.0.0.1:9400-9402)
   Grafana          http://127.0.0.1:${GRAFANA_PORT:-3000}   (dashboard "streamkit")
-Run the demo against it, metrics on the port Prometheus scrapes:
+  Jaeger           http://127.0.0.1:${JAEGER_UI_PORT:-16686}  (traces; OTLP/HTTP on 127.0.0.1:${JAEGER_OTLP_HTTP_PORT:-4318})
+Run the demo against it, metrics on the port Prometheus scrapes, traces to Jaeger
+(needs the otel extra: .venv/bin/pip install -e '.[otel]'):
   STREAMKIT_KAFKA__BOOTSTRAP_SERVERS=$kafka STREAMKIT_SCHEMA_REGISTRY__URL=$registry \\
+  OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:${JAEGER_OTLP_HTTP_PORT:-4318} \\
     .venv/bin/streamkit demo --metrics-port 9400 --serve-after 30
 Stop it with: make down
 MSG

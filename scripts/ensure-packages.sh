@@ -24,6 +24,10 @@ for pair in "${REQUIRED[@]}"; do
     package="${pair#*:}"
     command -v "$binary" >/dev/null 2>&1 || [[ -x "/usr/bin/$binary" ]] || missing+=("$package")
 done
+# Debian keeps the PostgreSQL server binaries off PATH, in /usr/lib/postgresql/<version>/bin.
+if ! command -v postgres >/dev/null 2>&1 && ! compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null; then
+    missing+=("postgresql")
+fi
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
 if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then

@@ -5,6 +5,7 @@ The public API is re-exported here; import from ``streamkit`` itself::
     from streamkit import EventConsumer, EventProducer, load_settings
 """
 
+from streamkit._version import __version__
 from streamkit.client.config import client_config, masked
 from streamkit.consume.aio import AsyncEventConsumer
 from streamkit.consume.consumer import EventConsumer
@@ -20,6 +21,8 @@ from streamkit.errors import (
     DeliveryError,
     DeserializationError,
     KafkaClientError,
+    MissingExtraError,
+    OutboxError,
     RegistryError,
     SchemaCompatibilityError,
     SchemaError,
@@ -30,13 +33,13 @@ from streamkit.errors import (
     TlsError,
 )
 from streamkit.produce.delivery import DeliveryFuture
+from streamkit.produce.outbox import Outbox
+from streamkit.produce.outbox_relay import OutboxRelay
 from streamkit.produce.producer import EventProducer
 from streamkit.serde.events import Event
 from streamkit.serde.registry import SchemaRegistry
 from streamkit.serde.schemas import AvroSchema, SchemaSet, load_schemas
 from streamkit.settings import StreamkitSettings, load_settings
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AsyncEventConsumer",
@@ -55,6 +58,10 @@ __all__ = [
     "EventConsumer",
     "EventProducer",
     "KafkaClientError",
+    "MissingExtraError",
+    "Outbox",
+    "OutboxError",
+    "OutboxRelay",
     "Output",
     "RegistryError",
     "SchemaCompatibilityError",

@@ -23,7 +23,10 @@ tokens), because exceptions end up in logs.
     │   │   └── TlsError                    TLS failed: untrusted or expired certificate,
     │   │                                   host name mismatch, TLS/plaintext mismatch
     │   └── AuthorizationError              an ACL denies the operation
-    └── DedupStoreError                     the deduplication store failed
+    ├── DedupStoreError                     the deduplication store failed
+    ├── OutboxError                         the transactional outbox could not be
+    │                                       written, or its relay cannot reach the database
+    └── MissingExtraError (ImportError)     an optional dependency is not installed
 
 librdkafka errors are translated into this hierarchy in one place,
 :func:`streamkit.client.diagnose.translate_kafka_error`; the translated error keeps the
@@ -47,6 +50,8 @@ __all__ = [
     "DeliveryError",
     "DeserializationError",
     "KafkaClientError",
+    "MissingExtraError",
+    "OutboxError",
     "RegistryError",
     "SchemaCompatibilityError",
     "SchemaError",
@@ -260,3 +265,20 @@ class AuthorizationError(KafkaClientError):
 
 class DedupStoreError(StreamkitError):
     """The deduplication store could not be read or written."""
+
+
+class OutboxError(StreamkitError):
+    """An outbox row could not be written, or the relay could not read or mark rows."""
+
+
+class MissingExtraError(StreamkitError, ImportError):
+    """An optional dependency is missing; the message names the ``pip install`` line."""
+
+    def __init__(self, *, extra: str, module: str) -> None:
+        self.extra = extra
+        self.install = f"pip install 'streamkit[{extra}]'"
+        super().__init__(
+            f"this needs the {module!r} package of the streamkit[{extra}] extra, which is "
+            f"not installed (hint: {self.install})",
+            name=module,
+        )

@@ -37,6 +37,7 @@ __all__ = [
     "DedupSettings",
     "KafkaSettings",
     "MetricsSettings",
+    "OutboxSettings",
     "ProducerSettings",
     "SchemaRegistrySettings",
     "SecuritySettings",
@@ -86,7 +87,12 @@ class _Problems:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        hide_input_in_errors=True,
+        use_attribute_docstrings=True,  # a field's docstring is its description (docs)
+    )
 
 
 class KafkaSettings(_Section):
@@ -143,22 +149,37 @@ class SecuritySettings(_Section):
     """TLS and SASL settings shared by producers, consumers and admin clients."""
 
     protocol: SecurityProtocol = "PLAINTEXT"
+    """``PLAINTEXT``, ``SSL``, ``SASL_PLAINTEXT``, ``SASL_SSL``."""
     sasl_mechanism: SaslMechanism | None = None
+    """``PLAIN``, ``SCRAM-SHA-256``, ``SCRAM-SHA-512``, ``OAUTHBEARER`` (required with ``SASL_*``).
+    """
     sasl_username: str | None = None
+    """SASL user (PLAIN/SCRAM)."""
     sasl_password: SecretStr | None = None
+    """SASL password (secret)."""
     sasl_oauthbearer_method: Literal["default", "oidc"] = "default"
+    """``oidc`` for client-credentials token fetching."""
     sasl_oauthbearer_token_endpoint_url: str | None = None
+    """OIDC token endpoint."""
     sasl_oauthbearer_client_id: str | None = None
+    """OIDC client id."""
     sasl_oauthbearer_client_secret: SecretStr | None = None
+    """OIDC client secret (secret)."""
     sasl_oauthbearer_scope: str | None = None
+    """OIDC scope."""
     sasl_oauthbearer_config: SecretStr | None = Field(
         default=None, description="Unsecured JWT config (development only)."
     )
     ssl_ca_location: Path | None = None
+    """CA bundle (PEM) that signs the brokers' certificates."""
     ssl_certificate_location: Path | None = None
+    """Client certificate (PEM), for mTLS."""
     ssl_key_location: Path | None = None
+    """Client private key (PEM), for mTLS."""
     ssl_key_password: SecretStr | None = None
+    """Password of the client key (secret)."""
     ssl_crl_location: Path | None = None
+    """Certificate revocation list (PEM)."""
     ssl_endpoint_identification: bool = Field(
         default=True, description="Verify that the broker certificate matches its host name."
     )
@@ -274,8 +295,11 @@ class SchemaRegistrySettings(_Section):
         default=None, description="user:password for HTTP basic auth."
     )
     ssl_ca_location: Path | None = None
+    """CA bundle for an ``https://`` registry."""
     ssl_certificate_location: Path | None = None
+    """Client certificate for the registry."""
     ssl_key_location: Path | None = None
+    """Client key for the registry."""
     ssl_key_password: SecretStr | None = Field(
         default=None, description="Password of an encrypted ssl_key_location."
     )
@@ -300,6 +324,7 @@ class SchemaRegistrySettings(_Section):
         default=None, description="OAuth token endpoint (https://.../oauth2/token)."
     )
     subject_name_strategy: Literal["topic", "record", "topic_record"] = "topic"
+    """``topic`` (``<topic>-value``), ``record``, ``topic_record``."""
     compatibility: Literal[
         "BACKWARD",
         "BACKWARD_TRANSITIVE",
@@ -309,16 +334,20 @@ class SchemaRegistrySettings(_Section):
         "FULL_TRANSITIVE",
         "NONE",
     ] = "BACKWARD"
+    """Level set on subjects streamkit registers."""
     timeout_s: float = Field(default=10.0, gt=0)
+    """HTTP timeout."""
 
     @model_validator(mode="after")
     def _check(self) -> Self:
         problems = _Problems("schema_registry")
         if self.url is not None:
             parts = urlsplit(self.url)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
+            if parts.scheme not in ("http", "https", "mock") or not parts.netloc:
                 problems.add(
-                    "url", "must be an http:// or https:// URL", "e.g. http://127.0.0.1:8081"
+                    "url",
+                    "must be an http:// or https:// URL (or mock://<scope> in tests)",
+                    "e.g. http://127.0.0.1:8081",
                 )
             elif parts.username or parts.password:
                 problems.add(
@@ -377,12 +406,19 @@ class ProducerSettings(_Section):
     """Producer defaults: idempotent, acks from all in-sync replicas."""
 
     enable_idempotence: bool = True
+    """Idempotent producer (needs ``acks=all``)."""
     acks: Literal["all", "-1", "0", "1"] = "all"
+    """``all``, ``-1``, ``0``, ``1``."""
     linger_ms: int = Field(default=5, ge=0)
+    """Batching delay."""
     batch_size: int = Field(default=1_000_000, gt=0)
+    """Batch size in bytes."""
     compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "zstd"
+    """``none``, ``gzip``, ``snappy``, ``lz4``, ``zstd``."""
     delivery_timeout_ms: int = Field(default=120_000, gt=0)
+    """How long a record may take to be acknowledged."""
     transactional_id: str | None = None
+    """Enables Kafka transactions."""
     extra: ExtraConfig = Field(
         default_factory=dict, description="librdkafka producer properties (JSON object)."
     )
@@ -406,17 +442,27 @@ class ConsumerSettings(_Section):
     """Consumer-group settings; offsets are committed by streamkit, never automatically."""
 
     group_id: str | None = None
+    """Consumer group (required to consume)."""
     auto_offset_reset: Literal["earliest", "latest", "error"] = "earliest"
+    """``earliest``, ``latest``, ``error``."""
     partition_assignment_strategy: Literal[
         "cooperative-sticky", "range", "roundrobin", "range,roundrobin"
     ] = "cooperative-sticky"
+    """Or ``range``, ``roundrobin``, ``range,roundrobin``."""
     isolation_level: Literal["read_committed", "read_uncommitted"] = "read_committed"
+    """Or ``read_uncommitted``."""
     session_timeout_ms: int = Field(default=45_000, gt=0)
+    """Group session timeout."""
     max_poll_interval_ms: int = Field(default=300_000, gt=0)
+    """Longest handler time before the member is evicted."""
     dead_letter_suffix: str = ".dlq"
+    """Dead-letter topic = topic + suffix."""
     max_retries: int = Field(default=3, ge=0)
+    """Handler retries before dead-lettering."""
     retry_backoff_ms: int = Field(default=200, ge=0)
+    """First retry delay (doubles each retry)."""
     retry_backoff_max_ms: int = Field(default=10_000, ge=0)
+    """Retry delay cap."""
     retry_delays: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(),
         description=(
@@ -529,21 +575,66 @@ class DedupSettings(_Section):
 
     url: str | None = Field(
         default=None,
-        description="memory://?max_entries=N&ttl=S, sqlite:///path.db or redis://host:port/db.",
+        description=(
+            "memory://?max_entries=N&ttl=S, sqlite:///path.db, redis://host:port/db or "
+            "postgresql://user:password@host:port/db?table=streamkit_dedup."
+        ),
     )
     claim_ttl_s: float = Field(default=60.0, gt=0)
+    """A claim by a crashed consumer expires after this."""
     ttl_s: float = Field(default=7 * 24 * 3600.0, gt=0)
+    """How long completed event ids are remembered."""
 
     @model_validator(mode="after")
     def _check(self) -> Self:
         problems = _Problems("dedup")
         if self.url is not None:
             scheme = urlsplit(self.url).scheme
-            if scheme not in ("memory", "sqlite", "redis", "rediss"):
+            if scheme not in ("memory", "sqlite", "redis", "rediss", "postgresql", "postgres"):
                 problems.add(
                     "url",
                     f"has unknown scheme {scheme!r}",
-                    "use memory://, sqlite:///path.db or redis://host:port/db",
+                    "use memory://, sqlite:///path.db, redis://host:port/db or "
+                    "postgresql://user:password@host:port/db",
+                )
+        problems.raise_if_any()
+        return self
+
+
+class OutboxSettings(_Section):
+    """The transactional outbox and its relay (``streamkit outbox relay``)."""
+
+    url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "postgresql://user:password@host:port/db?table=streamkit_outbox: the database "
+            "the service writes outbox rows into (a secret: it carries the password)."
+        ),
+    )
+    on_sent: Literal["mark", "delete"] = Field(
+        default="mark",
+        description="What the relay does with a published row: mark it sent, or delete it.",
+    )
+    batch_size: int = Field(default=500, gt=0, description="Most rows one relay batch takes.")
+    poll_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Longest wait between two looks at the table (LISTEN/NOTIFY wakes sooner).",
+    )
+    sent_retention_s: float = Field(
+        default=24 * 3600.0, gt=0, description="How long rows marked sent are kept."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        problems = _Problems("outbox")
+        if self.url is not None:
+            scheme = urlsplit(self.url.get_secret_value()).scheme
+            if scheme not in ("postgresql", "postgres"):
+                problems.add(
+                    "url",
+                    f"has scheme {scheme!r}; the outbox lives in PostgreSQL",
+                    "postgresql://user:password@host:5432/database",
                 )
         problems.raise_if_any()
         return self
@@ -556,15 +647,22 @@ class TopicSettings(_Section):
     """
 
     retention_ms: int | None = Field(default=None, ge=-1)
+    """``retention.ms`` of topics ``ensure_topics`` creates or updates (``-1``: forever); broker
+    default when unset.
+    """
     retention_bytes: int | None = Field(default=None, ge=-1)
+    """``retention.bytes`` per partition, likewise."""
 
 
 class MetricsSettings(_Section):
     """Prometheus metrics; the HTTP endpoint is opt-in."""
 
     port: int | None = Field(default=None, ge=0, le=65535)
+    """Serve Prometheus metrics on this port (opt-in)."""
     host: str = "127.0.0.1"
+    """Metrics bind address."""
     statistics_interval_ms: int = Field(default=5_000, ge=0)
+    """Librdkafka statistics interval (consumer lag)."""
 
 
 class StreamkitSettings(BaseSettings):
@@ -586,6 +684,7 @@ class StreamkitSettings(BaseSettings):
     producer: ProducerSettings = Field(default_factory=ProducerSettings)
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
     dedup: DedupSettings = Field(default_factory=DedupSettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
 

@@ -1,4 +1,4 @@
-"""Sample payloads for the example schemas in schemas/ (shared by tests and benchmarks)."""
+"""Sample payloads for the example schemas (shared by tests and benchmarks)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from streamkit.cli.demo import ORDER_SCHEMA, order_payload
+from streamkit.cli.examples import ORDER_SCHEMA, PAYMENT_SCHEMA, order_payload
 
 __all__ = ["ORDER_SCHEMA", "PAYMENT_SCHEMA", "SAMPLES", "order", "payment"]
-
-PAYMENT_SCHEMA = "streamkit.examples.orders.PaymentReceived"
 
 
 def order(seq: int) -> dict[str, Any]:

@@ -75,11 +75,23 @@ def _top_level(directory: Path) -> list[ValueSchema]:
 
 
 @schemas_app.command("check")
-def schemas_check(directory: SchemaDir = Path("schemas")) -> None:
-    """Report what would break against the registry, without registering."""
+def schemas_check(
+    directory: SchemaDir = Path("schemas"),
+    models: Annotated[
+        str | None,
+        typer.Option(help="Module of event models that must agree with the schemas."),
+    ] = None,
+) -> None:
+    """Report what would break against the registry, without registering; with
+    --models, also where a model and its schema disagree (field named)."""
     settings = settings_or_exit()
     table = Table("subject", "schema", "result", title="compatibility check")
     broken = 0
+    if models:
+        from streamkit.cli.models import check_models
+
+        with exit_on_error():
+            broken += check_models(models, load_schemas(directory))
     with exit_on_error(), SchemaRegistry(settings) as registry:
         for schema in _top_level(directory):
             subject = _subject(settings, schema)

@@ -17,7 +17,9 @@ unset), or against your cluster, the demo
    percentiles (event timestamp → handler).
 
 Prometheus metrics are served while it runs: on ``--metrics-port`` or
-``STREAMKIT_METRICS__PORT`` when given, else on a free port (printed at start).
+``STREAMKIT_METRICS__PORT`` when given, else on a free port (printed at start). With
+the ``otel`` extra and ``OTEL_EXPORTER_OTLP_ENDPOINT`` set, its traces are exported
+over OTLP/HTTP (e.g. to the Jaeger of ``docker-compose.yml``).
 """
 
 from __future__ import annotations
@@ -42,12 +44,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from streamkit._extras import require
+from streamkit.cli.examples import ORDER_SCHEMA, example_schemas_dir, order_payload
 from streamkit.client.config import client_config
 from streamkit.consume.consumer import EventConsumer
 from streamkit.dedup import DedupStore, open_store, open_store_from_settings
 from streamkit.errors import ConfigError, ConfigProblem, StreamkitError
 from streamkit.observability.http import MetricsServer
 from streamkit.observability.metrics import BYTE_STAGES, StreamkitMetrics
+from streamkit.observability.tracing import configure_from_env
 from streamkit.ops.admin import StreamkitAdmin, TopicSpec
 from streamkit.produce.delivery import DeliveryFuture
 from streamkit.produce.producer import EventProducer
@@ -55,19 +60,10 @@ from streamkit.serde.events import Event
 from streamkit.serde.schemas import SchemaSet, load_schemas
 from streamkit.settings import StreamkitSettings, load_settings
 
-__all__ = [
-    "ORDER_SCHEMA",
-    "DemoOptions",
-    "DemoSummary",
-    "demo_command",
-    "order_payload",
-    "percentile",
-    "run_demo",
-]
+__all__ = ["DemoOptions", "DemoSummary", "demo_command", "percentile", "run_demo"]
 
 log = logging.getLogger(__name__)
 
-ORDER_SCHEMA = "streamkit.examples.orders.OrderPlaced"
 _GROUP_TIMEOUT_S = 60.0
 _DUPLICATE_DELAY = 100  # a duplicate is re-sent this many events after its original
 _TICK_S = 0.1
@@ -150,31 +146,6 @@ class DemoSummary:
         return table
 
 
-def order_payload(seq: int, now_ms: int) -> dict[str, Any]:
-    """An ``Order`` payload of the example schema; ``seq`` makes it unique."""
-    quantity = 1 + seq % 3
-    return {
-        "order_id": f"order-{seq}",
-        "customer_id": f"customer-{seq % 97}",
-        "status": "PLACED",
-        "items": [
-            {"sku": f"sku-{seq % 13}", "quantity": quantity, "unit_price_cents": 1999},
-            {"sku": "sku-gift-wrap", "quantity": 1, "unit_price_cents": 250},
-        ],
-        "total_cents": 1999 * quantity + 250,
-        "currency": "EUR",
-        "shipping_address": {
-            "street": f"{seq % 200} Harbour Street",
-            "city": "Hamburg",
-            "postal_code": "20457",
-            "country": "DE",
-        },
-        "channel": "web",
-        "coupon": None if seq % 5 else "WELCOME10",
-        "placed_at": now_ms,
-    }
-
-
 def percentile(values: list[float], share: float) -> float:
     """The nearest-rank percentile of sorted ``values`` (0 when empty)."""
     if not values:
@@ -214,6 +185,8 @@ def _cluster(
     if not need_kafka and not need_registry:
         yield settings, "existing"
         return
+    # The throwaway cluster comes from the test kit, an extra: imported only on this path.
+    require("testing", "testcontainers")
     from streamkit.testing.containers import KafkaContainer, RegistryContainer
     from streamkit.testing.images import REGISTRY, ensure_image
 
@@ -274,27 +247,20 @@ def _cluster(
 
 
 def _schemas(directory: Path | None) -> SchemaSet:
-    candidates = (
-        [directory]
-        if directory is not None
-        else [Path("schemas"), Path(__file__).resolve().parents[1] / "schemas"]
-    )
-    for candidate in candidates:
-        if candidate.is_dir():
-            schemas = load_schemas(candidate)
-            if ORDER_SCHEMA in list(schemas):  # SchemaSet lookups raise for unknown names
-                return schemas
-    raise ConfigError(
-        [
-            ConfigProblem(
-                "--schemas",
-                f"no directory with {ORDER_SCHEMA} found (looked in "
-                + ", ".join(str(c) for c in candidates)
-                + ")",
-                "run from the streamkit repository, or pass --schemas DIR",
-            )
-        ]
-    )
+    """The schemas of ``directory``, by default the example schemas installed with streamkit."""
+    where = directory if directory is not None else example_schemas_dir()
+    schemas = load_schemas(where)
+    if ORDER_SCHEMA not in list(schemas):  # SchemaSet lookups raise for unknown names
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    "--schemas",
+                    f"{str(where)!r} has no {ORDER_SCHEMA} schema",
+                    "leave --schemas out to use the example schemas installed with streamkit",
+                )
+            ]
+        )
+    return schemas
 
 
 def _demo_settings(settings: StreamkitSettings, group: str) -> StreamkitSettings:
@@ -417,6 +383,7 @@ def run_demo(
     Raises:
         StreamkitError: the cluster or registry could not be used.
         TestKitError: throwaway containers could not be started.
+        MissingExtraError: throwaway containers need ``streamkit[testing]``.
     """
     console = console or Console(stderr=True)
     started = time.monotonic()
@@ -426,6 +393,10 @@ def run_demo(
     group = f"streamkit-demo-{run_id}"
     metrics = StreamkitMetrics()
     with ExitStack() as stack:
+        traces = configure_from_env(service_name="streamkit-demo")
+        if traces is not None:
+            stack.callback(traces.shutdown)  # exports the spans still buffered
+            console.print("traces: exported over OTLP to OTEL_EXPORTER_OTLP_ENDPOINT")
         settings, cluster = stack.enter_context(_cluster(settings, console))
         settings = _demo_settings(settings, group)
         port = options.metrics_port if options.metrics_port is not None else settings.metrics.port
@@ -650,7 +621,8 @@ def demo_command(
         float, typer.Option(min=0.0, help="Keep serving metrics this many seconds at the end.")
     ] = 0.0,
     schemas: Annotated[
-        Path | None, typer.Option(help="Directory of .avsc files (default: schemas/).")
+        Path | None,
+        typer.Option(help="Directory of .avsc files (default: the installed example schemas)."),
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the summary as one JSON object, last line.")
@@ -663,8 +635,6 @@ def demo_command(
     end. Exits 1 if any acknowledged event was not handled.
     """
     from rich.logging import RichHandler
-
-    from streamkit.testing.images import TestKitError
 
     stderr = Console(stderr=True)
     handler = RichHandler(console=stderr, show_path=False, show_time=False)
@@ -689,7 +659,7 @@ def demo_command(
 
     try:
         summary = run_demo(load_settings(), options, console=stderr, report=report)
-    except (StreamkitError, TestKitError) as exc:
+    except StreamkitError as exc:  # TestKitError and MissingExtraError among them
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     if summary.lost:

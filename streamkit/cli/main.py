@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from streamkit._version import __version__
 from streamkit.cli.commands import (
     check,
     consume,
@@ -17,12 +18,17 @@ from streamkit.cli.commands import (
     settings_or_exit,
     topics_app,
 )
+from streamkit.cli.database import db_app, outbox_app
 from streamkit.cli.demo import demo_command
 from streamkit.cli.dlq import dlq_app
+from streamkit.cli.models import schemas_codegen, schemas_generate
 from streamkit.client.config import is_secret_key, masked
 from streamkit.settings import StreamkitSettings, env_var_name
 
 __all__ = ["app", "main"]
+
+# Registered on `streamkit schemas` where they are defined.
+_MODEL_COMMANDS = (schemas_codegen, schemas_generate)
 
 app = typer.Typer(help="streamkit: Kafka for Python services, done right.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the resolved settings.", no_args_is_help=True)
@@ -30,12 +36,32 @@ app.add_typer(config_app, name="config")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(topics_app, name="topics")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(outbox_app, name="outbox")
+app.add_typer(db_app, name="db")
 app.command()(produce)
 app.command()(consume)
 app.command("demo")(demo_command)
 app.command()(check)
 
 _stdout = Console()
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"streamkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """streamkit: Kafka for Python services, done right."""
 
 
 def _masked_dump(settings: StreamkitSettings) -> dict[str, dict[str, Any]]:

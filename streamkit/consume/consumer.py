@@ -101,7 +101,8 @@ class EventConsumer:
         commit: ``"auto"`` commits after each poll's messages; ``"manual"`` only
             when :meth:`commit` is called (still only what was handled).
         batch_size: most messages taken per poll.
-        on_assign, on_revoke: called with the partitions after streamkit's own work.
+        on_assign: called with the assigned partitions after streamkit's own work.
+        on_revoke: called with the revoked partitions after streamkit's own work.
         config: extra consumer properties (they win over settings).
         metrics: Prometheus collectors to report to (consumed, processed, handler
             latency, duplicates, retries, dead letters, rebalances, lag per partition);

@@ -121,7 +121,8 @@ class TransactionalProcessor:
         registry: schema registry face (default: from settings).
         reader_schemas: reader schema per input topic, for schema evolution.
         batch_size: most inputs per poll, hence per transaction.
-        consumer_config, producer_config: extra client properties (win over settings).
+        consumer_config: extra consumer properties (they win over settings).
+        producer_config: extra producer properties (they win over settings).
     """
 
     def __init__(

@@ -67,7 +67,7 @@ __all__ = [
 DEFAULT_CLAIM_TTL_S = 60.0
 DEFAULT_TTL_S = 7 * 24 * 3600.0
 
-SCHEMES = ("memory", "sqlite", "redis", "rediss")
+SCHEMES = ("memory", "sqlite", "redis", "rediss", "postgresql", "postgres")
 
 
 class ClaimResult(enum.Enum):

@@ -5,12 +5,14 @@ Backends are chosen by URL with :func:`open_store`::
     memory://?max_entries=100000      bounded LRU + TTL, one process
     sqlite:///var/lib/app/dedup.db    one file, several processes on one host
     redis://:password@host:6379/0     shared by every member of a consumer group
+    postgresql://user:pw@host/db?table=streamkit_dedup
+                                      shared; and exactly once into the same database
 
 Every URL accepts ``ttl=S`` and ``claim_ttl=S`` (seconds), which override the keyword
 arguments.
 
-Backends import lazily, so that an optional client library (``redis``) is loaded only
-when its scheme is used.
+Backends import lazily, so that an optional client library (``redis``, ``psycopg``) is
+loaded only when its scheme is used.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ def parse_store_url(url: str, *, claim_ttl_s: float, ttl_s: float) -> StoreURL:
     except ValueError as exc:
         raise DedupStoreError(
             f"dedup store URL {mask_url(url)!r} cannot be parsed: {exc} "
-            "(hint: use memory://, sqlite:///abs/path.db or redis://host:port/db)"
+            "(hint: use memory://, sqlite:///abs/path.db, redis://host:port/db or "
+            "postgresql://user:password@host:port/db)"
         ) from None
     parsed = StoreURL(
         url,
@@ -68,7 +71,8 @@ def open_store(
 
     Args:
         url: ``memory://?max_entries=N``, ``sqlite:///abs/path.db``,
-            ``redis://[:password@]host:port/db`` or ``rediss://...``; each accepts
+            ``redis://[:password@]host:port/db``, ``rediss://...`` or
+            ``postgresql://user:password@host:port/db?table=...``; each accepts
             ``ttl=S`` and ``claim_ttl=S`` query parameters, which win over the keywords.
         claim_ttl_s: seconds after which an uncompleted claim expires.
         ttl_s: seconds a completed key is remembered.
@@ -93,9 +97,14 @@ def open_store(
         from streamkit.dedup.redis import RedisDedupStore
 
         return RedisDedupStore.from_url(parsed, owner=owner)
+    if scheme in ("postgresql", "postgres"):
+        from streamkit.dedup.postgresql import PostgresDedupStore
+
+        return PostgresDedupStore.from_url(parsed, owner=owner)
     raise parsed.error(
         f"unknown scheme {scheme!r}",
-        "use memory://, sqlite:///abs/path.db, redis://host:port/db or rediss://",
+        "use memory://, sqlite:///abs/path.db, redis://host:port/db, rediss:// or "
+        "postgresql://user:password@host:port/db",
     )
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "EVENT_AGE_BUCKETS",
     "HANDLER_BUCKETS",
     "ConsumerMetrics",
+    "OutboxMetrics",
     "ProducerMetrics",
     "StreamkitMetrics",
 ]
@@ -152,6 +153,30 @@ class StreamkitMetrics:
             ["topic", "group", "partition"],
             registry=reg,
         )
+        self.outbox_pending = Gauge(
+            f"{PREFIX}_outbox_pending_rows",
+            "Committed outbox rows not yet published (sampled by the relay).",
+            ["table"],
+            registry=reg,
+        )
+        self.outbox_oldest_age = Gauge(
+            f"{PREFIX}_outbox_oldest_pending_age_seconds",
+            "Age of the oldest pending outbox row, 0 when none (sampled by the relay).",
+            ["table"],
+            registry=reg,
+        )
+        self.outbox_published = Counter(
+            f"{PREFIX}_outbox_published",
+            "Outbox rows the relay published and marked sent (or deleted).",
+            ["table"],
+            registry=reg,
+        )
+        self.outbox_publish_errors = Counter(
+            f"{PREFIX}_outbox_publish_errors",
+            "Outbox rows whose publication failed (left pending, retried), by reason.",
+            ["table", "reason"],
+            registry=reg,
+        )
 
     def __repr__(self) -> str:
         return f"StreamkitMetrics(metrics={len(self.metric_names())})"
@@ -189,6 +214,10 @@ class StreamkitMetrics:
     def consumer(self, group: str) -> ConsumerMetrics:
         """A binding for one consumer, a member of ``group``."""
         return ConsumerMetrics(self, group)
+
+    def outbox(self, table: str) -> OutboxMetrics:
+        """A binding for the relay of one outbox ``table``."""
+        return OutboxMetrics(self, table)
 
 
 class _Children:
@@ -354,6 +383,33 @@ class ConsumerMetrics:
     def close(self) -> None:
         """Drop the lag series of this member (it left the group)."""
         self.set_lags({})
+
+
+class OutboxMetrics:
+    """What an outbox relay reports; made by :meth:`StreamkitMetrics.outbox`."""
+
+    def __init__(self, metrics: StreamkitMetrics, table: str) -> None:
+        self.table = table
+        self._pending = metrics.outbox_pending.labels(table)
+        self._oldest_age = metrics.outbox_oldest_age.labels(table)
+        self._published = metrics.outbox_published.labels(table)
+        self._errors = metrics.outbox_publish_errors
+
+    def __repr__(self) -> str:
+        return f"OutboxMetrics(table={self.table!r})"
+
+    def backlog(self, pending: int, oldest_age_s: float) -> None:
+        """The pending rows and the age of the oldest, as just counted."""
+        self._pending.set(pending)
+        self._oldest_age.set(oldest_age_s)
+
+    def published(self, count: int) -> None:
+        """``count`` rows were acknowledged by Kafka and marked."""
+        self._published.inc(count)
+
+    def failed(self, reason: str, count: int = 1) -> None:
+        """``count`` rows failed to publish (``reason``: librdkafka error name or kind)."""
+        self._errors.labels(self.table, reason).inc(count)  # rare: no child cache
 
 
 def _partition_lags(stats: dict[str, Any]) -> Iterable[tuple[tuple[str, str], int]]:

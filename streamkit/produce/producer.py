@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Mapping
+from contextlib import suppress
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -26,13 +26,17 @@ from streamkit.client.config import client_config
 from streamkit.client.connect import connect
 from streamkit.client.diagnose import translate_kafka_error
 from streamkit.errors import DeliveryError, KafkaClientError
+from streamkit.observability.tracing import tracing_for
 from streamkit.produce.delivery import DeliveryFuture
+from streamkit.serde.encoders import EventEncoders
 from streamkit.serde.events import EventEncoder, Headers, envelope_headers, new_event_id
 from streamkit.serde.registry import SchemaRegistry
-from streamkit.serde.schemas import SchemaSet, load_schemas, subject_name
+from streamkit.serde.schemas import SchemaSet
 from streamkit.settings import StreamkitSettings, load_settings
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
     from streamkit.observability.metrics import ProducerMetrics, StreamkitMetrics
 
 __all__ = ["EventProducer"]
@@ -64,6 +68,9 @@ class EventProducer:
         config: extra client properties set by the caller; they win over settings.
         metrics: Prometheus collectors to report to (produced, delivered, delivery
             errors, queue depth); None costs nothing per record.
+        tracer_provider: OpenTelemetry provider for ``publish`` spans and ``traceparent``
+            headers (default: the global one, if the service set one; see
+            :mod:`streamkit.observability.tracing`). Without either, nothing is traced.
 
     Use as a context manager, or call :meth:`close`, which waits until every record
     handed over was acknowledged or failed.
@@ -78,12 +85,15 @@ class EventProducer:
         auto_register: bool = True,
         config: Mapping[str, Any] | None = None,
         metrics: StreamkitMetrics | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.settings = settings or load_settings()
-        self.schemas = schemas if isinstance(schemas, SchemaSet) else load_schemas(schemas)
-        self._owns_registry = registry is None
-        self.registry = registry or SchemaRegistry(self.settings)
-        self.auto_register = auto_register
+        self.encoders = EventEncoders(
+            self.settings, schemas=schemas, registry=registry, auto_register=auto_register
+        )
+        self.schemas = self.encoders.schemas
+        self.registry = self.encoders.registry
+        self._tracing = tracing_for(tracer_provider, self.settings.kafka.client_id)
         self._metrics: ProducerMetrics | None = (
             metrics.producer(self.settings.kafka.client_id) if metrics is not None else None
         )
@@ -100,7 +110,7 @@ class EventProducer:
             self.settings,
             operation="produce",
         )
-        self._encoders: dict[tuple[str, str | None], EventEncoder] = {}
+        self._encoders = self.encoders.cache
         self._fatal: KafkaClientError | None = None
         self._closed = False
         self._last_served = time.monotonic()
@@ -111,8 +121,8 @@ class EventProducer:
         self._idle_server.start()
         self._unpolled = 0
         self._serve = self.poll  # one bound method shared by every future
-        self._transactional = self.settings.producer.transactional_id is not None
-        if self._transactional:
+        if self.settings.producer.transactional_id is not None:
+            # TransactionalProcessor drives the transactions on .client; they start here.
             self._call("init transactions", self._producer.init_transactions, 30)
 
     def __repr__(self) -> str:
@@ -187,19 +197,7 @@ class EventProducer:
             schema: full name of the value schema; default: the schema that declares
                 ``streamkit.topic`` = ``topic``.
         """
-        cached = self._encoders.get((topic, schema))
-        if cached is not None:
-            return cached
-        value_schema = self.schemas[schema] if schema else self.schemas.for_topic(topic)
-        strategy = self.settings.schema_registry.subject_name_strategy
-        subject = subject_name(strategy, topic, value_schema.name)
-        if self.auto_register:
-            schema_id = self.registry.register(subject, value_schema)
-        else:
-            schema_id = self.registry.lookup(subject, value_schema)
-        encoder = EventEncoder(value_schema, schema_id)
-        self._encoders[(topic, schema)] = encoder
-        return encoder
+        return self.encoders.encoder(topic, schema)
 
     def send(
         self,
@@ -217,7 +215,8 @@ class EventProducer:
 
         Args:
             topic: destination topic.
-            payload: the event payload (a dict matching the schema's payload record).
+            payload: the event payload: a dict matching the schema's payload record, or
+                a pydantic model of it (its ``model_dump()`` is what the schema checks).
             key: partitioning key; records with one key keep their order.
             event_type: default: the schema's short name.
             event_id: default: a new UUID4; re-use an id to re-send the same event.
@@ -237,15 +236,43 @@ class EventProducer:
         event_id = event_id or new_event_id()
         if timestamp is None:
             timestamp = time.time_ns() // 1_000_000
-        value = encoder.encode_record(encoder.record_of(payload, event_type, event_id, timestamp))
+        span = self._tracing.publish(topic, key, event_id)  # records nothing untraced
+        try:
+            value = encoder.encode_record(
+                encoder.record_of(payload, event_type, event_id, timestamp)
+            )
+            future = DeliveryFuture(event_id, self._serve)
+            all_headers = envelope_headers(event_id, event_type, timestamp, headers)
+            span.inject(all_headers)
+            self._produce(topic, value, _key_bytes(key), all_headers, future)
+        except BaseException as exc:
+            span.fail(exc)
+            raise
+        finally:
+            span.end()
+        return future
+
+    def send_encoded(
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: Key,
+        event_id: str,
+        event_type: str,
+        timestamp: int,
+        headers: Headers | None = None,
+    ) -> DeliveryFuture:
+        """Send a value :meth:`encoder` encoded earlier (e.g. an outbox row); its future.
+
+        The envelope headers are written from ``event_id``, ``event_type`` and
+        ``timestamp``, as :meth:`send` writes them.
+        """
+        if self._fatal is not None:
+            raise self._fatal
         future = DeliveryFuture(event_id, self._serve)
-        self._produce(
-            topic,
-            value,
-            _key_bytes(key),
-            envelope_headers(event_id, event_type, timestamp, headers),
-            future,
-        )
+        headers = envelope_headers(event_id, event_type, timestamp, headers)
+        self._produce(topic, value, _key_bytes(key), headers, future)
         return future
 
     def _produce(
@@ -335,44 +362,17 @@ class EventProducer:
         finally:
             self._closed = True
             self._idle_stop.set()
-        if self._owns_registry:
-            self.registry.close()
+        self.encoders.close()
         if remaining:
             raise DeliveryError(
                 f"{remaining} records were still unacknowledged after {wait:.0f} s at close; "
                 "their delivery futures report the outcome if it arrives"
             )
 
-    # Transactions -------------------------------------------------------------------
+    # Errors -------------------------------------------------------------------------
 
     def _call(self, action: str, method: Callable[..., Any], *args: Any) -> Any:
         try:
             return method(*args)
         except KafkaException as exc:
             raise translate_kafka_error(exc.args[0], operation=action) from exc
-
-    @contextmanager
-    def transaction(self) -> Iterator[Self]:
-        """Send inside a Kafka transaction: committed on success, aborted on error.
-
-        Requires ``STREAMKIT_PRODUCER__TRANSACTIONAL_ID``.
-        """
-        if not self._transactional:
-            raise KafkaClientError("transactions need STREAMKIT_PRODUCER__TRANSACTIONAL_ID")
-        self._call("begin transaction", self._producer.begin_transaction)
-        try:
-            yield self
-        except BaseException:
-            self._call("abort transaction", self._producer.abort_transaction, 30)
-            raise
-        self._call("commit transaction", self._producer.commit_transaction, 30)
-
-    def send_offsets_to_transaction(self, offsets: list[Any], group_metadata: Any) -> None:
-        """Commit consumed offsets within the current transaction (consume-transform-produce)."""
-        self._call(
-            "send offsets to transaction",
-            self._producer.send_offsets_to_transaction,
-            offsets,
-            group_metadata,
-            30,
-        )

@@ -10,6 +10,11 @@ Confluent's ``JSONSerializer`` writes it); the decoder picks Avro or JSON by the
 schema's type. Either way id, type and timestamp also travel as headers
 (``event-id``, ``event-type``, ``event-time``), so that deduplication never has to
 decode the value.
+
+A payload may be a pydantic model (typed events): the encoder writes its
+``model_dump()`` (JSON mode for JSON Schema values) and the compiled schema check stays
+the one check; :class:`~streamkit.serde.payloads.PayloadModels` turns decoded payloads
+back into models.
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol
 
 from fastavro import schemaless_reader, schemaless_writer
+from pydantic import BaseModel
+from typing_extensions import TypeVar
 
 from streamkit.errors import (
     DeserializationError,
@@ -67,6 +74,9 @@ os.register_at_fork(after_in_child=_IDS.seed)
 _UUID4_CLEAR = ~((0xF << 76) | (0x3 << 62))  # version and variant bits
 _UUID4_SET = (0x4 << 76) | (0x2 << 62)  # version 4, RFC 4122 variant
 
+P = TypeVar("P", default=dict[str, Any])
+"""The payload type of an :class:`Event`: a dict unless a model was asked for."""
+
 Header = tuple[str, str | bytes | None]
 Headers = list[Header]
 RawHeaders = Headers | dict[str, str | bytes | None] | None
@@ -83,14 +93,16 @@ def new_event_id() -> str:
 
 
 @dataclass(slots=True)
-class Event:
-    """One event, as produced or as consumed.
+class Event(Generic[P]):
+    """One event, as produced or as consumed; generic over its payload type.
 
-    Consumed events also carry where they came from (``topic``, ``partition``,
-    ``offset``), their ``key``, raw ``headers`` and the writer ``schema_id``.
+    ``Event[OrderPlaced]`` carries an ``OrderPlaced`` model as ``payload`` (typed
+    events); a bare ``Event`` carries the record as a dict. Consumed events also carry
+    where they came from (``topic``, ``partition``, ``offset``), their ``key``, raw
+    ``headers`` and the writer ``schema_id``.
     """
 
-    payload: Any
+    payload: P
     type: str
     id: str = field(default_factory=new_event_id)
     timestamp: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
@@ -143,7 +155,7 @@ def header_value(headers: RawHeaders, name: str) -> bytes | None:
 class EventEncoder:
     """Validates and encodes events for one value schema (parsed once, id cached)."""
 
-    __slots__ = ("_check", "_prefix", "envelope", "schema", "schema_id", "short_name")
+    __slots__ = ("_check", "_dump_mode", "_prefix", "envelope", "schema", "schema_id", "short_name")
 
     def __init__(self, schema: ValueSchema, schema_id: int) -> None:
         self.schema = schema
@@ -153,21 +165,30 @@ class EventEncoder:
         self._check = schema.check if isinstance(schema, AvroSchema) else None
         self.envelope = schema.field_names >= ENVELOPE_FIELDS
         self._prefix = frame(schema_id, b"")
+        # Avro takes Python values (datetime, Decimal, UUID) for its logical types; JSON
+        # takes what pydantic's JSON mode makes of them (ISO text, numbers as text).
+        self._dump_mode = "json" if isinstance(schema, JsonSchema) else "python"
 
     def __repr__(self) -> str:
         return f"EventEncoder(schema={self.schema.name!r}, schema_id={self.schema_id})"
 
-    def record(self, event: Event) -> Any:
+    def record(self, event: Event[Any]) -> Any:
         """The record (Avro or JSON) written for ``event``."""
         return self.record_of(event.payload, event.type, event.id, event.timestamp)
 
     def record_of(self, payload: Any, event_type: str, event_id: str, timestamp: int) -> Any:
-        """The Avro record written for an event with these fields (no Event needed)."""
+        """The record written for an event with these fields (no Event needed).
+
+        A pydantic model payload becomes its ``model_dump()``: it was validated when it
+        was built, and the schema check of :meth:`encode_record` is the one check here.
+        """
+        if type(payload) is not dict and isinstance(payload, BaseModel):  # dicts: one test
+            payload = payload.model_dump(mode=self._dump_mode)
         if not self.envelope:
             return payload
         return {"id": event_id, "timestamp": timestamp, "type": event_type, "payload": payload}
 
-    def encode(self, event: Event) -> bytes:
+    def encode(self, event: Event[Any]) -> bytes:
         """Validate ``event`` and return its framed value (Avro or JSON body).
 
         Raises:
@@ -198,7 +219,7 @@ class EventEncoder:
         return buffer.getvalue()
 
     @staticmethod
-    def headers(event: Event) -> Headers:
+    def headers(event: Event[Any]) -> Headers:
         """The envelope headers of ``event``, followed by its own."""
         return envelope_headers(event.id, event.type, event.timestamp, event.headers)
 
@@ -311,7 +332,7 @@ class EventDecoder:
         offset: int | None = None,
         key: bytes | None = None,
         headers: RawHeaders = None,
-    ) -> Event:
+    ) -> Event[Any]:
         """Decode one message value.
 
         Raises:
@@ -377,7 +398,7 @@ class EventDecoder:
         offset: int | None,
         key: bytes | None,
         headers: RawHeaders,
-    ) -> Event:
+    ) -> Event[Any]:
         envelope = isinstance(record, dict) and record.keys() >= ENVELOPE_FIELDS
         if envelope:
             event_id, event_type = str(record["id"]), str(record["type"])

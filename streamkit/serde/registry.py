@@ -2,7 +2,8 @@
 
 A thin, caching face over ``confluent_kafka.schema_registry.SchemaRegistryClient``.
 Registry failures are translated into streamkit errors in one place,
-:func:`registry_errors`.
+:func:`registry_errors`. A ``mock://<scope>`` URL selects an in-memory registry shared by
+the process (:mod:`streamkit.serde.mock_registry`), for broker-less tests.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from streamkit.errors import (
     RegistryError,
     SchemaCompatibilityError,
 )
+from streamkit.serde.mock_registry import is_mock_url, mock_client
 from streamkit.serde.schemas import AvroSchema, EventSchema, JsonSchema, ValueSchema
 from streamkit.settings import StreamkitSettings, env_var_name
 
@@ -92,6 +94,8 @@ class SchemaRegistry:
                 ]
             )
         self.settings = settings.schema_registry
+        if client is None and is_mock_url(self.settings.url):
+            client = mock_client(str(self.settings.url))
         self._client = client or SchemaRegistryClient(client_config(settings, "schema_registry"))
         self._ids: dict[tuple[str, str], int] = {}
         self._by_id: dict[int, ValueSchema] = {}
@@ -161,12 +165,12 @@ class SchemaRegistry:
             with registry_errors("look up the subject", subject=subject):
                 # get_versions, not get_latest_version: the latter is cached by the client
                 # and would hide versions registered afterwards.
-                self._client.get_versions(subject)
+                versions = self._client.get_versions(subject)
         except RegistryError as exc:
             if exc.error_code in _NOT_FOUND_CODES or exc.http_status == 404:
                 return False
             raise
-        return True
+        return bool(versions)  # the mock:// registry answers [] where a registry says 404
 
     def lookup(self, subject: str, schema: EventSchema) -> int:
         """The id of ``schema`` already registered under ``subject`` (no registration)."""
@@ -221,6 +225,11 @@ class SchemaRegistry:
         """
         if not self._exists(subject):  # Apicurio answers "compatible" for a missing subject
             return CompatibilityReport(subject, schema.name, True, new_subject=True)
+        if is_mock_url(self.settings.url):
+            raise RegistryError(
+                f"cannot check compatibility for subject {subject!r}: the mock:// registry "
+                "does not check compatibility (hint: use a real registry for this test)"
+            )
         body: dict[str, Any] = {"schema": schema.text, "schemaType": schema.schema_type}
         try:
             with registry_errors("check compatibility", subject=subject):

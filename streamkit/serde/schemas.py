@@ -168,6 +168,10 @@ class SchemaSet(Mapping[str, ValueSchema]):
     def __iter__(self) -> Iterator[str]:
         return iter(self._schemas)
 
+    def __contains__(self, name: object) -> bool:
+        # Mapping's default asks __getitem__, whose miss is a SchemaLoadError, not a KeyError.
+        return name in self._schemas
+
     def __len__(self) -> int:
         return len(self._schemas)
 
@@ -325,7 +329,12 @@ _OPTIONS = {"strict": False, "disable_tuple_notation": True}
 
 
 def _valid(datum: Any, schema: Any, named: Mapping[str, Any]) -> bool:
-    return bool(_validate(datum, schema, named, "", False, _OPTIONS))
+    try:
+        return bool(_validate(datum, schema, named, "", False, _OPTIONS))
+    except (ValueError, TypeError, ArithmeticError):
+        # fastavro's logical-type preparation raises for some values instead of
+        # answering no (a Decimal with more places than the schema's scale).
+        return False
 
 
 def _locate(

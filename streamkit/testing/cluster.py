@@ -19,14 +19,9 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Self
 
-from streamkit.testing.containers import (
-    LOOPBACK,
-    START_TIMEOUT_S,
-    KafkaContainer,
-    free_port,
-    new_cluster_id,
-)
+from streamkit.testing.containers import START_TIMEOUT_S, KafkaContainer, new_cluster_id
 from streamkit.testing.images import KAFKA, TestKitError, ensure_image
+from streamkit.testing.network import LOOPBACK, free_port
 
 __all__ = ["KafkaCluster"]
 

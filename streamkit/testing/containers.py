@@ -9,40 +9,31 @@ from __future__ import annotations
 import base64
 import logging
 import os
-import socket
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Self
 
-os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # the reaper cannot be pulled
-
+from testcontainers.core.config import testcontainers_config
 from testcontainers.core.container import DockerContainer
 
 from streamkit.testing.images import KAFKA, REGISTRY, TestKitError, ensure_image
+from streamkit.testing.network import LOOPBACK, free_port
 
 __all__ = [
     "KafkaContainer",
     "KafkaListener",
     "RegistryContainer",
-    "free_port",
     "new_cluster_id",
 ]
 
 log = logging.getLogger(__name__)
 
-LOOPBACK = "127.0.0.1"
 START_TIMEOUT_S = 120.0
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
 
 
 def new_cluster_id() -> str:
@@ -55,6 +46,23 @@ def new_cluster_id() -> str:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         if not cluster_id.startswith("-"):
             return cluster_id
+
+
+@contextmanager
+def _without_reaper() -> Iterator[None]:
+    """Start containers without testcontainers' Ryuk reaper, scoped to the block.
+
+    The reaper's image cannot be pulled on machines without an image registry, and the
+    test kit removes its containers itself. ``TESTCONTAINERS_RYUK_DISABLED``, when the
+    user set it, still decides; no environment variable is written.
+    """
+    previous = testcontainers_config.ryuk_disabled
+    if "TESTCONTAINERS_RYUK_DISABLED" not in os.environ:
+        testcontainers_config.ryuk_disabled = True
+    try:
+        yield
+    finally:
+        testcontainers_config.ryuk_disabled = previous
 
 
 def _wait(
@@ -189,7 +197,8 @@ class KafkaContainer(DockerContainer):
 
     def start(self, timeout_s: float = START_TIMEOUT_S) -> Self:
         """Start the node; with ``timeout_s`` 0, return without waiting (cluster nodes)."""
-        super().start()
+        with _without_reaper():
+            super().start()
         if timeout_s:
             self.wait_ready(timeout_s)
         return self
@@ -244,6 +253,7 @@ class RegistryContainer(DockerContainer):
 
     def start(self, timeout_s: float = START_TIMEOUT_S) -> Self:
         """Start the registry and wait until it answers."""
-        super().start()
+        with _without_reaper():
+            super().start()
         _wait("schema registry", self.is_ready, self, timeout_s)
         return self

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from streamkit.errors import StreamkitError
+
 __all__ = ["KAFKA", "REGISTRY", "ImageSpec", "TestKitError", "docker_client", "ensure_image"]
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,7 @@ PULL_TIMEOUT_S = 60
 BUILD_HASH_LABEL = "io.streamkit.build-hash"
 
 
-class TestKitError(RuntimeError):
+class TestKitError(StreamkitError, RuntimeError):
     """The test kit could not provide a container: the message says why and what to do."""
 
     __test__ = False  # not a pytest test class despite its name

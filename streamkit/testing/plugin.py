@@ -1,25 +1,46 @@
-"""pytest plugin: real Kafka and a schema registry for integration tests.
+"""pytest plugin: Kafka and a schema registry for tests, real or broker-less.
 
-Installed with streamkit (entry point ``pytest11``), so any suite can ask for:
+Registered by the streamkit wheel (entry point ``pytest11``). Importing it changes
+nothing: no environment variable is written, no container or server starts, and the
+test kit's optional dependencies (``pip install 'streamkit[testing]'``) are imported only
+when a fixture that needs them runs. A suite that asks for none of these fixtures runs
+as if the plugin were not there.
+
+Kafka mode, per session or per test:
+
+``container`` (default)
+    a real KRaft broker and schema registry in containers (or the cluster and registry
+    named by ``STREAMKIT_KAFKA__BOOTSTRAP_SERVERS`` / ``STREAMKIT_SCHEMA_REGISTRY__URL``).
+``mock``
+    no Docker: librdkafka's in-process mock cluster (:class:`~streamkit.testing.mock.MockKafka`)
+    and an in-memory ``mock://`` schema registry; starts in milliseconds. It has no TLS,
+    SASL, ACLs, admin API, topic configs or broker faults: fixtures that need them fail.
+
+Chosen by ``@pytest.mark.streamkit_kafka("mock")`` on a test (or module, via
+``pytestmark``), else ``--streamkit-kafka=mock|container``, else ``STREAMKIT_TEST_KAFKA``.
+
+Fixtures:
 
 ``kafka_broker``
-    session-scoped running broker (:class:`KafkaEndpoint`). When
-    ``STREAMKIT_KAFKA__BOOTSTRAP_SERVERS`` is set at session start, that cluster is used
-    instead of a container.
+    the running broker of the test's mode (:class:`KafkaEndpoint`); each mode's broker is
+    started once per session.
 ``schema_registry``
-    session-scoped registry (:class:`RegistryEndpoint`); ``STREAMKIT_SCHEMA_REGISTRY__URL``
-    likewise selects an existing one.
+    the registry of the test's mode (:class:`RegistryEndpoint`).
 ``streamkit_settings``
     :class:`~streamkit.settings.StreamkitSettings` pointing at both.
 ``kafka_admin``
-    a ``confluent_kafka.admin.AdminClient`` for the broker.
+    a ``confluent_kafka.admin.AdminClient`` for the broker (container mode only).
 ``kafka_cluster``
     session-scoped 3-node replicated KRaft cluster (:class:`KafkaCluster`: replication
     factor 3, ``min.insync.replicas=2``) with fault helpers (kill, stop, pause, heal).
 ``topic_factory``
-    ``topic_factory(partitions=3, config=None) -> name`` creates a fresh topic.
+    ``topic_factory(partitions=3, config=None) -> name`` creates a fresh topic (in mock
+    mode without ``config``).
 ``redis_server``
     session-scoped ``redis-server`` child (see :mod:`streamkit.testing.redis`).
+``postgres_server``
+    session-scoped PostgreSQL child on 127.0.0.1 (see :mod:`streamkit.testing.postgres`);
+    ``STREAMKIT_TEST_POSTGRES_URL`` selects an existing server.
 ``prometheus_server``
     session-scoped Prometheus child scraping what a test names with ``.scrape(...)``
     every second (see :mod:`streamkit.testing.prometheus`).
@@ -34,7 +55,8 @@ Installed with streamkit (entry point ``pytest11``), so any suite can ask for:
     with a client certificate, SASL_SSL + SCRAM-SHA-512); ``endpoint.env()`` gives the
     ``STREAMKIT_*`` variables, ``endpoint.settings()`` the settings.
 
-A missing Docker engine or image fails the test with the reason; it never skips.
+A missing Docker engine or image, or a missing extra, fails the test with the reason;
+it never skips.
 """
 
 from __future__ import annotations
@@ -43,19 +65,22 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import pytest
 
-from streamkit.settings import StreamkitSettings, load_settings
-from streamkit.testing.cluster import KafkaCluster
-from streamkit.testing.containers import KafkaContainer, RegistryContainer
-from streamkit.testing.images import TestKitError
-from streamkit.testing.prometheus import prometheus_server
-from streamkit.testing.redis import redis_server
-from streamkit.testing.security import SecureEndpoint, SecureKafka
+if TYPE_CHECKING:
+    from streamkit.settings import StreamkitSettings
+    from streamkit.testing.cluster import KafkaCluster
+    from streamkit.testing.containers import KafkaContainer, RegistryContainer
+    from streamkit.testing.mock import MockKafka
+    from streamkit.testing.postgres import PostgresEndpoint
+    from streamkit.testing.prometheus import PrometheusServer
+    from streamkit.testing.redis import RedisEndpoint
+    from streamkit.testing.security import SecureEndpoint, SecureKafka
 
 __all__ = [
+    "KAFKA_MODE_ENV",
     "KafkaEndpoint",
     "RegistryEndpoint",
     "TopicFactory",
@@ -67,6 +92,7 @@ __all__ = [
     "kafka_sasl_scram",
     "kafka_sasl_ssl",
     "kafka_ssl",
+    "postgres_server",
     "prometheus_server",
     "redis_server",
     "schema_registry",
@@ -75,47 +101,128 @@ __all__ = [
     "topic_factory",
 ]
 
+KAFKA_MODE_ENV = "STREAMKIT_TEST_KAFKA"
+KafkaMode = Literal["container", "mock"]
+_MODES: tuple[KafkaMode, ...] = ("container", "mock")
+_MARKER = "streamkit_kafka"
+
 _EXISTING_KAFKA = pytest.StashKey[str | None]()
 _EXISTING_REGISTRY = pytest.StashKey[str | None]()
+_SESSION_MODE = pytest.StashKey[KafkaMode]()
+
+T = TypeVar("T")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.getgroup("streamkit").addoption(
+        "--streamkit-kafka",
+        choices=_MODES,
+        default=None,
+        help=f"Kafka for streamkit's fixtures: real broker in a container (default) or "
+        f"librdkafka's mock cluster (no Docker). Default from ${KAFKA_MODE_ENV}.",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{_MARKER}(mode): run this test's streamkit fixtures on 'mock' or 'container' Kafka",
+    )
     # Read before any test scrubs STREAMKIT_* variables from the environment.
     config.stash[_EXISTING_KAFKA] = os.environ.get("STREAMKIT_KAFKA__BOOTSTRAP_SERVERS")
     config.stash[_EXISTING_REGISTRY] = os.environ.get("STREAMKIT_SCHEMA_REGISTRY__URL")
+    mode = config.getoption("--streamkit-kafka") or os.environ.get(KAFKA_MODE_ENV) or "container"
+    if mode not in _MODES:
+        raise pytest.UsageError(f"{KAFKA_MODE_ENV}={mode!r}: expected 'mock' or 'container'")
+    config.stash[_SESSION_MODE] = mode
+
+
+def _mode_of(node: Any, config: pytest.Config) -> KafkaMode:
+    marker = node.get_closest_marker(_MARKER)
+    if marker is None:
+        return config.stash[_SESSION_MODE]
+    mode = marker.args[0] if marker.args else marker.kwargs.get("mode")
+    if mode not in _MODES:
+        raise pytest.UsageError(f"@pytest.mark.{_MARKER}({mode!r}): expected 'mock' or 'container'")
+    return mode  # type: ignore[no-any-return]
+
+
+def kafka_mode(request: pytest.FixtureRequest) -> KafkaMode:
+    """The Kafka mode of the requesting test: its marker, else the session's."""
+    return _mode_of(request.node, request.config)
+
+
+# Fixtures that the mock cluster cannot back, and what it lacks for them.
+_REAL_KAFKA_ONLY = {
+    "kafka_admin": "an admin API",
+    "kafka_cluster": "a replicated cluster with broker faults",
+    "secure_kafka": "TLS, SASL or ACLs",
+}
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Fail, before any fixture starts, a mock-mode test that needs a real broker."""
+    names = set(getattr(item, "fixturenames", ())) & set(_REAL_KAFKA_ONLY)
+    if names and _mode_of(item, item.config) == "mock":
+        from streamkit.testing.mock import MOCK_LIMITS
+
+        lacks = "; ".join(f"{name}: no {_REAL_KAFKA_ONLY[name]}" for name in sorted(names))
+        pytest.fail(
+            f"streamkit test kit: this test needs a real Kafka broker, the mock cluster has "
+            f"none of it ({lacks}). The mock lacks {MOCK_LIMITS}. Hint: mark the test "
+            f"@pytest.mark.{_MARKER}('container') or run with --streamkit-kafka=container",
+            pytrace=False,
+        )
+
+
+def _test_kit(load: Callable[[], T]) -> T:
+    """Run ``load`` (imports and starts of the test kit), failing the test with the reason."""
+    from streamkit.errors import MissingExtraError
+    from streamkit.testing.images import TestKitError
+
+    try:
+        return load()
+    except (TestKitError, MissingExtraError) as exc:
+        reason = str(exc)
+    pytest.fail(f"streamkit test kit: {reason}", pytrace=False)  # outside: no chained traceback
+
+
+def _containers() -> Any:
+    from streamkit._extras import require
+
+    require("testing", "testcontainers")
+    from streamkit.testing import containers
+
+    return containers
 
 
 @dataclass(frozen=True)
 class KafkaEndpoint:
-    """A reachable Kafka cluster; ``container`` is None for an existing cluster."""
+    """A reachable Kafka cluster; ``container`` is None for an existing cluster or the mock."""
 
     bootstrap_servers: str
     container: KafkaContainer | None = None
+    mock: MockKafka | None = None
 
 
 @dataclass(frozen=True)
 class RegistryEndpoint:
-    """A reachable schema registry; ``container`` is None for an existing one."""
+    """A reachable schema registry; ``container`` is None for an existing one or ``mock://``."""
 
     url: str
     container: RegistryContainer | None = None
 
 
-def _start(container_factory: Callable[[], Any]) -> Any:
-    try:
-        return container_factory().start()
-    except TestKitError as exc:
-        pytest.fail(f"streamkit test kit: {exc}", pytrace=False)
+# Session-wide backends, one per mode, started on first use ---------------------------
 
 
 @pytest.fixture(scope="session")
-def kafka_broker(pytestconfig: pytest.Config) -> Iterator[KafkaEndpoint]:
-    """A single-node KRaft broker on 127.0.0.1 (or the cluster named by the environment)."""
+def _streamkit_container_kafka(pytestconfig: pytest.Config) -> Iterator[KafkaEndpoint]:
     existing = pytestconfig.stash[_EXISTING_KAFKA]
     if existing:
         yield KafkaEndpoint(existing)
         return
-    container: KafkaContainer = _start(KafkaContainer)
+    container: KafkaContainer = _test_kit(lambda: _containers().KafkaContainer().start())
     try:
         yield KafkaEndpoint(container.bootstrap_servers, container)
     finally:
@@ -123,20 +230,9 @@ def kafka_broker(pytestconfig: pytest.Config) -> Iterator[KafkaEndpoint]:
 
 
 @pytest.fixture(scope="session")
-def kafka_cluster() -> Iterator[KafkaCluster]:
-    """Three replicated KRaft nodes on 127.0.0.1, for fault-injection tests."""
-    cluster: KafkaCluster = _start(KafkaCluster)
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
-
-
-@pytest.fixture(scope="session")
-def schema_registry(
+def _streamkit_container_registry(
     pytestconfig: pytest.Config, request: pytest.FixtureRequest
 ) -> Iterator[RegistryEndpoint]:
-    """A schema registry with the Confluent REST API on 127.0.0.1."""
     existing = pytestconfig.stash[_EXISTING_REGISTRY]
     if existing:
         yield RegistryEndpoint(existing)
@@ -144,9 +240,10 @@ def schema_registry(
     kafka_bootstrap = None
     if "cp-schema-registry" in os.environ.get("STREAMKIT_TEST_REGISTRY_IMAGE", ""):
         # Confluent's registry keeps its schemas in a Kafka topic.
-        kafka_bootstrap = request.getfixturevalue("kafka_broker").bootstrap_servers
-    container: RegistryContainer = _start(
-        lambda: RegistryContainer(kafka_bootstrap=kafka_bootstrap)
+        kafka = request.getfixturevalue("_streamkit_container_kafka")
+        kafka_bootstrap = kafka.bootstrap_servers
+    container: RegistryContainer = _test_kit(
+        lambda: _containers().RegistryContainer(kafka_bootstrap=kafka_bootstrap).start()
     )
     try:
         yield RegistryEndpoint(container.url, container)
@@ -154,11 +251,52 @@ def schema_registry(
         container.stop()
 
 
+@pytest.fixture(scope="session")
+def _streamkit_mock_kafka() -> Iterator[KafkaEndpoint]:
+    from streamkit.testing.mock import MockKafka
+
+    mock: MockKafka = _test_kit(lambda: MockKafka().start())
+    try:
+        yield KafkaEndpoint(mock.bootstrap_servers, mock=mock)
+    finally:
+        mock.stop()
+
+
+@pytest.fixture(scope="session")
+def _streamkit_mock_registry() -> Iterator[RegistryEndpoint]:
+    from streamkit.serde.mock_registry import drop_scope
+
+    url = f"mock://streamkit-test-{uuid.uuid4().hex[:8]}"
+    yield RegistryEndpoint(url)
+    drop_scope(url)
+
+
+# The fixtures tests ask for ------------------------------------------------------------
+
+
+@pytest.fixture
+def kafka_broker(request: pytest.FixtureRequest) -> KafkaEndpoint:
+    """The running Kafka of the test's mode (started once per session and mode)."""
+    endpoint: KafkaEndpoint = request.getfixturevalue(f"_streamkit_{kafka_mode(request)}_kafka")
+    return endpoint
+
+
+@pytest.fixture
+def schema_registry(request: pytest.FixtureRequest) -> RegistryEndpoint:
+    """The schema registry of the test's mode: Confluent REST API, or ``mock://``."""
+    endpoint: RegistryEndpoint = request.getfixturevalue(
+        f"_streamkit_{kafka_mode(request)}_registry"
+    )
+    return endpoint
+
+
 @pytest.fixture
 def streamkit_settings(
     kafka_broker: KafkaEndpoint, schema_registry: RegistryEndpoint
 ) -> StreamkitSettings:
     """Settings for the test broker and registry, with a fresh consumer group id."""
+    from streamkit.settings import load_settings
+
     return load_settings(
         kafka={"bootstrap_servers": kafka_broker.bootstrap_servers, "client_id": "streamkit-test"},
         schema_registry={"url": schema_registry.url},
@@ -167,18 +305,34 @@ def streamkit_settings(
 
 
 @pytest.fixture(scope="session")
-def kafka_admin(kafka_broker: KafkaEndpoint) -> Any:
-    """An AdminClient connected to the test broker."""
+def _streamkit_admins() -> dict[str, Any]:
+    return {}
+
+
+@pytest.fixture
+def kafka_admin(
+    request: pytest.FixtureRequest, kafka_broker: KafkaEndpoint, _streamkit_admins: dict[str, Any]
+) -> Any:
+    """An AdminClient connected to the test broker (the mock cluster has no admin API)."""
     from confluent_kafka.admin import AdminClient
 
-    return AdminClient({"bootstrap.servers": kafka_broker.bootstrap_servers})
+    bootstrap = kafka_broker.bootstrap_servers
+    if bootstrap not in _streamkit_admins:
+        _streamkit_admins[bootstrap] = AdminClient({"bootstrap.servers": bootstrap})
+    return _streamkit_admins[bootstrap]
 
 
 class TopicFactory:
-    """Creates uniquely named topics and waits until they exist."""
+    """Creates uniquely named topics and waits until they exist.
 
-    def __init__(self, admin: Any) -> None:
+    Args:
+        admin: an ``AdminClient`` of the cluster, or None with ``mock``.
+        mock: the mock cluster to create topics in (it has no CreateTopics API).
+    """
+
+    def __init__(self, admin: Any, *, mock: MockKafka | None = None) -> None:
         self._admin = admin
+        self._mock = mock
 
     def __call__(
         self,
@@ -188,9 +342,19 @@ class TopicFactory:
         replication_factor: int = 1,
         config: dict[str, str] | None = None,
     ) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+        if self._mock is not None:
+            if config:
+                pytest.fail(
+                    f"streamkit test kit: topic configs ({', '.join(config)}) need a real "
+                    "broker; the mock cluster ignores them. Hint: mark the test "
+                    f"@pytest.mark.{_MARKER}('container')",
+                    pytrace=False,
+                )
+            self._mock.create_topic(name, partitions, replication_factor)
+            return name
         from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
-        name = f"{prefix}-{uuid.uuid4().hex[:12]}"
         new = NewTopic(
             name,
             num_partitions=partitions,
@@ -203,18 +367,67 @@ class TopicFactory:
 
 
 @pytest.fixture
-def topic_factory(kafka_admin: Any) -> TopicFactory:
+def topic_factory(request: pytest.FixtureRequest, kafka_broker: KafkaEndpoint) -> TopicFactory:
     """``topic_factory(partitions=3)`` creates a fresh topic and returns its name."""
-    return TopicFactory(kafka_admin)
+    if kafka_broker.mock is not None:
+        return TopicFactory(None, mock=kafka_broker.mock)
+    return TopicFactory(request.getfixturevalue("kafka_admin"))
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster() -> Iterator[KafkaCluster]:
+    """Three replicated KRaft nodes on 127.0.0.1, for fault-injection tests."""
+
+    def start() -> KafkaCluster:
+        _containers()
+        from streamkit.testing.cluster import KafkaCluster
+
+        return KafkaCluster().start()
+
+    cluster = _test_kit(start)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisEndpoint]:
+    """A running ``redis-server`` child on 127.0.0.1 (see :mod:`streamkit.testing.redis`)."""
+    from streamkit.testing.redis import serve_redis
+
+    yield from serve_redis()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresEndpoint]:
+    """A running PostgreSQL on 127.0.0.1 (see :mod:`streamkit.testing.postgres`)."""
+    from streamkit.testing.postgres import serve_postgres
+
+    yield from serve_postgres()
+
+
+@pytest.fixture(scope="session")
+def prometheus_server() -> Iterator[PrometheusServer]:
+    """A running Prometheus child scraping what a test names with ``.scrape(...)``."""
+    from streamkit.testing.prometheus import serve_prometheus
+
+    yield from serve_prometheus()
 
 
 @pytest.fixture(scope="session")
 def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKafka]:
     """One secured broker for the session: a listener per security variant."""
-    from streamkit.testing.certs import make_tls_material
 
-    tls = make_tls_material(tmp_path_factory.mktemp("streamkit-tls"))
-    container: SecureKafka = _start(lambda: SecureKafka(tls))
+    def start() -> SecureKafka:
+        _containers()
+        from streamkit.testing.certs import make_tls_material
+        from streamkit.testing.security import SecureKafka
+
+        tls = make_tls_material(tmp_path_factory.mktemp("streamkit-tls"))
+        return SecureKafka(tls).start()
+
+    container = _test_kit(start)
     try:
         yield container
     finally:

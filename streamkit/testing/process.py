@@ -9,16 +9,17 @@ only the process it started. A subclass says how to launch and how to ask "ready
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import IO, Self
 
-from streamkit.testing.containers import free_port
 from streamkit.testing.images import TestKitError
+from streamkit.testing.network import free_port
 
 __all__ = ["ChildServer"]
 
@@ -37,6 +38,8 @@ class ChildServer(ABC):
     package: str = ""
     #: How long the server may take to answer after it was launched.
     start_timeout_s: float = 30.0
+    #: The signal that asks the server to stop (then SIGKILL after a timeout).
+    stop_signal: int = signal.SIGTERM
 
     def __init__(self, binary: str) -> None:
         self.binary = binary
@@ -112,9 +115,7 @@ class ChildServer(ABC):
         log = workdir / "server.log"
         args = self._arguments(executable, port, workdir, log)
         with log.open("ab") as log_file:
-            process = subprocess.Popen(
-                args, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT
-            )
+            process = self._launch(args, log_file)
         deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -123,8 +124,14 @@ class ChildServer(ABC):
                 self._process, self.port = process, port
                 return ""
             time.sleep(0.05)
-        _terminate(process)
+        _terminate(process, self.stop_signal)
         return self._failure(f"did not answer within {self.start_timeout_s:.0f} s", log)
+
+    def _launch(self, args: list[str], log_file: IO[bytes]) -> subprocess.Popen[bytes]:
+        """Start the server process (a subclass may run it as another user)."""
+        return subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT
+        )
 
     def _failure(self, what: str, log: Path) -> str:
         tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
@@ -137,7 +144,7 @@ class ChildServer(ABC):
         """Terminate the server this object started, wait for it, remove its directory."""
         process, self._process, self.port = self._process, None, None
         if process is not None:
-            _terminate(process)
+            _terminate(process, self.stop_signal)
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
@@ -158,8 +165,8 @@ class ChildServer(ABC):
         return f"{type(self).__name__}({self.binary!r}, {state})"
 
 
-def _terminate(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
+def _terminate(process: subprocess.Popen[bytes], stop_signal: int = signal.SIGTERM) -> None:
+    process.send_signal(stop_signal)
     try:
         process.wait(_STOP_TIMEOUT_S)
     except subprocess.TimeoutExpired:

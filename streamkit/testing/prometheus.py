@@ -1,4 +1,4 @@
-"""A real Prometheus server for tests, and the session-scoped ``prometheus_server`` fixture.
+"""A real Prometheus server for tests, served to the plugin's ``prometheus_server`` fixture.
 
 :class:`PrometheusServer` starts the ``prometheus`` binary (Debian package ``prometheus``)
 on 127.0.0.1 with a free port, its TSDB in a temporary directory and a scrape interval
@@ -26,7 +26,7 @@ import pytest
 from streamkit.testing.images import TestKitError
 from streamkit.testing.process import ChildServer
 
-__all__ = ["PrometheusServer", "prometheus_server"]
+__all__ = ["PrometheusServer", "serve_prometheus"]
 
 _CONFIG = """\
 global:
@@ -151,10 +151,9 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def prometheus_server() -> Iterator[PrometheusServer]:
-    """A running Prometheus on 127.0.0.1 scraping every second what tests name with
-    ``prometheus_server.scrape("127.0.0.1:PORT")``."""
+def serve_prometheus() -> Iterator[PrometheusServer]:
+    """Yield a running Prometheus on 127.0.0.1 scraping every second what tests name with
+    ``prometheus_server.scrape("127.0.0.1:PORT")`` (the ``prometheus_server`` fixture)."""
     server = PrometheusServer()
     try:
         server.start()

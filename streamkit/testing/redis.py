@@ -1,4 +1,4 @@
-"""A real ``redis-server`` for tests, and the session-scoped ``redis_server`` fixture.
+"""A real ``redis-server`` for tests, served to the plugin's ``redis_server`` fixture.
 
 :class:`RedisServer` starts the ``redis-server`` binary on 127.0.0.1 with a free port,
 no persistence (``--save '' --appendonly no``) and a temporary working directory,
@@ -26,7 +26,7 @@ from streamkit.dedup.base import mask_url
 from streamkit.testing.images import TestKitError
 from streamkit.testing.process import ChildServer
 
-__all__ = ["REDIS_URL_ENV", "RedisEndpoint", "RedisServer", "redis_server"]
+__all__ = ["REDIS_URL_ENV", "RedisEndpoint", "RedisServer", "serve_redis"]
 
 REDIS_URL_ENV = "STREAMKIT_TEST_REDIS_URL"
 
@@ -98,9 +98,11 @@ class RedisEndpoint:
         return f"RedisEndpoint(url={mask_url(self.url)!r}, port={self.port})"
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisEndpoint]:
-    """A running Redis: a fresh ``redis-server`` child, or ``STREAMKIT_TEST_REDIS_URL``."""
+def serve_redis() -> Iterator[RedisEndpoint]:
+    """Yield a running Redis: a fresh ``redis-server`` child, or ``STREAMKIT_TEST_REDIS_URL``.
+
+    The body of the ``redis_server`` fixture; a failure to start fails the test.
+    """
     existing = os.environ.get(REDIS_URL_ENV)
     if existing:
         yield RedisEndpoint(existing, urlsplit(existing).port or 6379)

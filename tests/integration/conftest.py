@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, DeserializingConsumer, Producer
+from confluent_kafka import Consumer, DeserializingConsumer, Message, Producer
 from confluent_kafka.serialization import Deserializer, StringDeserializer
 
 from streamkit.client.config import client_config
@@ -58,6 +58,26 @@ def deserialized_values(
     finally:
         consumer.close()
     return values
+
+
+def raw_messages(
+    settings: StreamkitSettings, topic: str, count: int, *, polls: int = 120
+) -> list[Message]:
+    """Up to ``count`` records of ``topic`` as a plain confluent-kafka consumer reads them
+    (bytes and headers untouched), polling at most ``polls`` times for half a second."""
+    consumer = Consumer(client_config(settings, "consumer"))
+    consumer.subscribe([topic])
+    messages: list[Message] = []
+    try:
+        for _ in range(polls):
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                messages.append(message)
+            if len(messages) == count:
+                break
+    finally:
+        consumer.close()
+    return messages
 
 
 def consumer_settings(base: StreamkitSettings, **consumer: Any) -> StreamkitSettings:

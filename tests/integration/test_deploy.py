@@ -41,8 +41,20 @@ def test_compose_services_bind_loopback_only() -> None:
     )
     config = result.stdout
     assert "0.0.0.0" not in config  # noqa: S104 (asserting it is absent)
-    assert config.count("network_mode: host") == 4
+    assert config.count("network_mode: host") == 6
     assert "apache/kafka:4.1.1" in config
+
+
+def test_jaeger_listens_on_loopback_only() -> None:
+    text = (REPO / "deploy" / "jaeger" / "config.yaml").read_text()
+    endpoints = [
+        line.split("endpoint:", 1)[1].strip().strip('"')
+        for line in text.splitlines()
+        if line.strip().startswith("endpoint:")
+    ]
+    assert len(endpoints) == 4  # UI, query gRPC, OTLP gRPC, OTLP HTTP
+    assert all(endpoint.startswith("127.0.0.1:") for endpoint in endpoints), endpoints
+    assert "level: none" in text  # no listener for Jaeger's own metrics
 
 
 def test_prometheus_config_passes_promtool() -> None:

@@ -1,6 +1,6 @@
 """An idempotent consumer service run as a subprocess by the end-to-end dedup tests.
 
-Usage: python -m tests.integration.consume.dedup_worker TOPIC EFFECTS_DB [--batch-size N]
+Usage: python -m tests.integration.consume.dedup_worker TOPIC EFFECTS [--batch-size N]
 
 Configured from ``STREAMKIT_*`` only (group id, dedup store URL, claim TTL, session
 timeout). The dedup store named by ``STREAMKIT_DEDUP__URL`` is shared by every worker of
@@ -11,6 +11,10 @@ and the event's "done" mark commit together: a worker killed after its row commi
 before the shared store heard of it cannot cause a second row. When EFFECTS_DB is the
 SQLite store's own file, that mark *is* the store's. Each time the mark (rather than the
 store) stopped a second effect, a row goes into ``marks_hit``, so the count survives kills.
+
+EFFECTS may also be a ``postgresql://`` URL (its ``search_path`` naming the test's
+schema): the same tables live there, and each handler call takes its own pooled
+connection for :func:`exactly_once`, the shape a concurrent consumer's handlers use.
 
 Prints ``ready`` once partitions are first assigned, then ``stats {json}`` with the
 consumer's counters every half second (the last one a killed worker printed is its
@@ -25,9 +29,11 @@ import os
 import sqlite3
 import sys
 import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from streamkit.consume.consumer import EventConsumer
+from streamkit.consume.consumer import EventConsumer, Handler
 from streamkit.consume.processing import ConsumerStats
 from streamkit.dedup import exactly_once, open_store_from_settings, scoped_key
 from streamkit.serde.events import Event
@@ -36,7 +42,7 @@ from streamkit.settings import load_settings
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS effects ("
     " event_id TEXT NOT NULL, worker INTEGER NOT NULL,"
-    " partition INTEGER NOT NULL, offset INTEGER NOT NULL)",
+    " partition INTEGER NOT NULL, message_offset INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS marks_hit (event_id TEXT NOT NULL, worker INTEGER NOT NULL)",
 )
 REPORT_EVERY_S = 0.5
@@ -56,6 +62,44 @@ def connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+def effects_handler(
+    connection: Callable[[], AbstractContextManager[Any]], param: str, group: str, worker: int
+) -> Handler:
+    """The handler: the effect row and the mark in one transaction of ``connection()``'s
+    connection (``param``: the driver's placeholder)."""
+    # Only the driver's placeholder is spliced in.
+    effect = f"INSERT INTO effects VALUES ({', '.join([param] * 4)})"  # noqa: S608
+    mark_hit = f"INSERT INTO marks_hit VALUES ({param}, {param})"  # noqa: S608
+
+    def handle(event: Event) -> None:
+        with connection() as conn, exactly_once(conn, scoped_key(group, event.id)) as tx:
+            if tx is None:
+                conn.execute(mark_hit, (event.id, worker))
+                return
+            tx.execute(effect, (event.id, worker, event.partition, event.offset))
+
+    return handle
+
+
+def postgres_handler(url: str, group: str, worker: int) -> tuple[Handler, Callable[[], None]]:
+    """Effects in PostgreSQL, each call on its own pooled connection; and the pool's close."""
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
+    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('dedup_worker'))")
+        for statement in SCHEMA:
+            conn.execute(statement)
+    pool = ConnectionPool(url, min_size=1, max_size=4, open=True)
+    return effects_handler(pool.connection, "%s", group, worker), pool.close
+
+
+def sqlite_handler(path: str, group: str, worker: int) -> tuple[Handler, Callable[[], None]]:
+    """Effects in an SQLite file, on one connection; and its close."""
+    conn = connect(path)
+    return effects_handler(lambda: nullcontext(conn), "?", group, worker), conn.close
+
+
 def report(stats: ConsumerStats) -> None:
     figures = {
         "worker": os.getpid(),
@@ -72,23 +116,13 @@ def report(stats: ConsumerStats) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("topic")
-    parser.add_argument("effects_db")
+    parser.add_argument("effects")
     parser.add_argument("--batch-size", type=int, default=25)
     args = parser.parse_args()
     settings = load_settings()
     group = settings.consumer.group_id or ""
-    conn = connect(args.effects_db)
-    worker = os.getpid()
-
-    def handle(event: Event) -> None:
-        with exactly_once(conn, scoped_key(group, event.id)) as tx:
-            if tx is None:
-                conn.execute("INSERT INTO marks_hit VALUES (?, ?)", (event.id, worker))
-                return
-            tx.execute(
-                "INSERT INTO effects VALUES (?, ?, ?, ?)",
-                (event.id, worker, event.partition, event.offset),
-            )
+    make = postgres_handler if args.effects.startswith("postgresql:") else sqlite_handler
+    handle, close_effects = make(args.effects, group, os.getpid())
 
     def assigned(_partitions: list[Any]) -> None:
         if not ready.is_set():
@@ -118,7 +152,7 @@ def main() -> int:
     finally:
         if store is not None:
             store.close()
-        conn.close()
+        close_effects()
     report(stats)
     return 0
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from streamkit.consume.aio import AsyncEventConsumer
 from streamkit.produce.producer import EventProducer
 from streamkit.serde.events import Event
@@ -12,6 +14,7 @@ from streamkit.testing.plugin import TopicFactory
 from tests.factories import ORDER_SCHEMA, order
 
 
+@pytest.mark.broker_less
 def test_async_handler_runs_on_the_loop_and_failures_are_dead_lettered(
     streamkit_settings: StreamkitSettings, producer: EventProducer, topic_factory: TopicFactory
 ) -> None:

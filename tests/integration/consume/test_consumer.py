@@ -56,6 +56,7 @@ def _committed(settings: StreamkitSettings, topic: str, partitions: int) -> dict
     return {tp.partition: tp.offset for tp in offsets}
 
 
+@pytest.mark.broker_less
 def test_poison_message_and_failing_handler_go_to_dead_letter_topic(
     streamkit_settings: StreamkitSettings,
     producer: EventProducer,

@@ -1,12 +1,14 @@
 """Idempotent consumers end to end: 10,000 events plus 2,000 re-sent duplicates (20 %,
 same ids, other partitions) consumed by worker processes sharing a dedup store, one of
-them SIGKILLed at a random point and restarted; the handler's SQLite side-effect table
-must end with exactly one row per event.
+them SIGKILLed at a random point and restarted; the handler's side-effect table must
+end with exactly one row per event.
 
-Two set-ups: a group of 3 workers sharing a real Redis store, and a single worker with
+Three set-ups: a group of 3 workers sharing a real Redis store; a single worker with
 the SQLite store (whose file also holds the effects, the exactly-once-into-a-database
-pattern). Claim TTL and session timeout are short so that a killed member's claims
-and partitions move on within seconds.
+pattern); a group of 3 workers with the PostgreSQL store, the effects written into the
+same database with exactly_once on a pooled connection per handler call. Claim TTL and
+session timeout are short so that a killed member's claims and partitions move on
+within seconds.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
@@ -32,6 +35,7 @@ from streamkit.produce.producer import EventProducer
 from streamkit.settings import StreamkitSettings
 from streamkit.testing.plugin import TopicFactory
 from tests.factories import ORDER_SCHEMA, order
+from tests.integration.dedup.conftest import with_param
 
 EVENTS = 10_000
 DUPLICATES = EVENTS // 5
@@ -64,16 +68,12 @@ class Worker:
 class WorkerGroup:
     """Starts, kills and stops dedup workers; keeps every worker's last figures."""
 
-    def __init__(self, python: str, env: dict[str, str], topic: str, effects: Path) -> None:
-        self._command = [
-            python,
-            "-m",
-            "tests.integration.consume.dedup_worker",
-            topic,
-            str(effects),
-        ]
+    def __init__(
+        self, python: str, env: dict[str, str], topic: str, effects: str, log: Path
+    ) -> None:
+        self._command = [python, "-m", "tests.integration.consume.dedup_worker", topic, effects]
         self._env = env
-        self._log = effects.with_suffix(".log")
+        self._log = log
         self.live: list[Worker] = []
         self.killed: list[Worker] = []
         self._threads: list[threading.Thread] = []
@@ -125,16 +125,18 @@ class WorkerGroup:
         return self.killed + self.live
 
 
-MakeGroup = Callable[[str, dict[str, str]], WorkerGroup]
+MakeGroup = Callable[[str, dict[str, str], str], WorkerGroup]
 
 
 @pytest.fixture
 def worker_group(python: str, child_env: dict[str, str], tmp_path: Path) -> Iterator[MakeGroup]:
-    """``worker_group(topic, env)`` makes a :class:`WorkerGroup`; all are killed after."""
+    """``worker_group(topic, env, effects)`` makes a :class:`WorkerGroup` writing its
+    effects into ``effects`` (an SQLite path or a postgresql:// URL); all are killed after."""
     groups: list[WorkerGroup] = []
 
-    def make(topic: str, env: dict[str, str]) -> WorkerGroup:
-        group = WorkerGroup(python, {**child_env, **env}, topic, tmp_path / "effects.db")
+    def make(topic: str, env: dict[str, str], effects: str) -> WorkerGroup:
+        log = tmp_path / "workers.log"
+        group = WorkerGroup(python, {**child_env, **env}, topic, effects, log)
         groups.append(group)
         return group
 
@@ -166,15 +168,41 @@ def _all_committed(settings: StreamkitSettings, topic: str) -> bool:
     return [tp.offset for tp in committed] == ends
 
 
-def _count(db: Path, query: str) -> int:
-    with sqlite3.connect(db, timeout=30) as conn:
+def _count(effects: str, query: str) -> int:
+    """One number from the effects database (0 while its tables do not exist yet)."""
+    if effects.startswith("postgresql:"):
+        with psycopg.connect(effects) as pg:
+            row = pg.execute("SELECT to_regclass('effects') IS NOT NULL").fetchone()
+            if not (row and row[0]):
+                return 0
+            found = pg.execute(query).fetchone()
+            assert found is not None
+            return int(found[0])
+    if not Path(effects).exists():
+        return 0
+    with sqlite3.connect(effects, timeout=30) as conn:
+        # The file appears before the worker has created its tables.
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'effects'").fetchone():
+            return 0
         value: int = conn.execute(query).fetchone()[0]
     return value
 
 
+def _event_ids(effects: str) -> list[str]:
+    if effects.startswith("postgresql:"):
+        with psycopg.connect(effects) as pg:
+            return [event_id for (event_id,) in pg.execute("SELECT event_id FROM effects")]
+    with sqlite3.connect(effects) as conn:
+        return [event_id for (event_id,) in conn.execute("SELECT event_id FROM effects")]
+
+
 @pytest.mark.parametrize(
     ("store", "members"),
-    [pytest.param("redis", 3, id="redis-3"), pytest.param("sqlite", 1, id="sqlite-1")],
+    [
+        pytest.param("redis", 3, id="redis-3"),
+        pytest.param("sqlite", 1, id="sqlite-1"),
+        pytest.param("postgresql", 3, id="postgresql-3"),
+    ],
 )
 def test_duplicates_and_a_kill_leave_exactly_one_effect_per_event(
     store: str,
@@ -186,13 +214,19 @@ def test_duplicates_and_a_kill_leave_exactly_one_effect_per_event(
     request: pytest.FixtureRequest,
     tmp_path: Path,
 ) -> None:
-    effects = tmp_path / "effects.db"
+    effects = str(tmp_path / "effects.db")
     if store == "redis":
         server = request.getfixturevalue("redis_server")
-        separator = "&" if "?" in server.url else "?"
-        url = f"{server.url}{separator}prefix=e2e:{uuid.uuid4().hex[:12]}:"
-    else:
+        url = with_param(server.url, "prefix", f"e2e:{uuid.uuid4().hex[:12]}:")
+    elif store == "sqlite":
         url = f"sqlite:///{effects}"  # the store's file holds the effects too
+    else:
+        # A schema per test holds the dedup table and the effects (search_path).
+        schema = f"e2e_{uuid.uuid4().hex[:12]}"
+        postgres = request.getfixturevalue("postgres_server")
+        with psycopg.connect(postgres.url, autocommit=True) as pg:
+            pg.execute(f"CREATE SCHEMA {schema}")
+        url = effects = with_param(postgres.url, "options", f"-csearch_path%3D{schema}")
     topic = topic_factory(PARTITIONS)
     sent = _produce(producer, topic)
     group = worker_group(
@@ -203,6 +237,7 @@ def test_duplicates_and_a_kill_leave_exactly_one_effect_per_event(
             "STREAMKIT_DEDUP__URL": url,
             "STREAMKIT_DEDUP__CLAIM_TTL_S": CLAIM_TTL_S,
         },
+        effects,
     )
     started = time.monotonic()
     for _ in range(members):
@@ -210,7 +245,7 @@ def test_duplicates_and_a_kill_leave_exactly_one_effect_per_event(
 
     kill_at = random.randint(EVENTS // 5, EVENTS // 2)
     deadline = time.monotonic() + 60
-    while not effects.exists() or _count(effects, "SELECT count(*) FROM effects") < kill_at:
+    while _count(effects, "SELECT count(*) FROM effects") < kill_at:
         assert time.monotonic() < deadline, "workers made no progress"
         time.sleep(0.05)
     group.kill_one()
@@ -226,8 +261,7 @@ def test_duplicates_and_a_kill_leave_exactly_one_effect_per_event(
     elapsed = time.monotonic() - started
     group.stop_all()
 
-    with sqlite3.connect(effects) as conn:
-        rows = [event_id for (event_id,) in conn.execute("SELECT event_id FROM effects")]
+    rows = _event_ids(effects)
     marks_hit = _count(effects, "SELECT count(*) FROM marks_hit")
     figures = {
         "store": store,

@@ -1,4 +1,5 @@
-"""The ``backend`` fixture: each contract test runs against memory, SQLite and Redis."""
+"""The ``backend`` fixture: each contract test runs against memory, SQLite, Redis and
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from streamkit.dedup import DedupStore, MemoryDedupStore, open_store
+from streamkit.testing.postgres import PostgresEndpoint
 from streamkit.testing.redis import RedisEndpoint
 
 
@@ -38,18 +40,26 @@ class Backend:
         return store
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+def with_param(url: str, name: str, value: str) -> str:
+    """``url`` with one more query parameter."""
+    return f"{url}{'&' if '?' in url else '?'}{name}={value}"
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis", "postgresql"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     if request.param == "memory":
         url = ""
     elif request.param == "sqlite":
         url = f"sqlite:///{tmp_path}/dedup.db"
-    else:
+    elif request.param == "redis":
         server: RedisEndpoint = request.getfixturevalue("redis_server")
         # A fresh key prefix per test: tests never see each other's keys, and an
         # existing server (STREAMKIT_TEST_REDIS_URL) is never flushed.
-        separator = "&" if "?" in server.url else "?"
-        url = f"{server.url}{separator}prefix=test:{uuid.uuid4().hex[:12]}:"
+        url = with_param(server.url, "prefix", f"test:{uuid.uuid4().hex[:12]}:")
+    else:
+        postgres: PostgresEndpoint = request.getfixturevalue("postgres_server")
+        # Likewise a fresh table per test.
+        url = with_param(postgres.url, "table", f"dedup_{uuid.uuid4().hex[:12]}")
     backend = Backend(request.param, url)
     yield backend
     for store in backend.stores:

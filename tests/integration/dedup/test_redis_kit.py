@@ -16,8 +16,8 @@ import trustme
 
 from streamkit.dedup import ClaimResult, RedisDedupStore, open_store
 from streamkit.errors import DedupStoreError
-from streamkit.testing.containers import free_port
 from streamkit.testing.images import TestKitError
+from streamkit.testing.network import free_port
 from streamkit.testing.redis import REDIS_URL_ENV, RedisEndpoint, RedisServer
 
 pytestmark = pytest.mark.integration

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from confluent_kafka import Producer
 
 from streamkit.client.config import client_config
@@ -17,13 +18,14 @@ from streamkit.observability.metrics import StreamkitMetrics
 from streamkit.produce.producer import EventProducer
 from streamkit.serde.schemas import SchemaSet
 from streamkit.settings import StreamkitSettings
-from streamkit.testing.containers import free_port
+from streamkit.testing.network import free_port
 from streamkit.testing.plugin import TopicFactory
 from streamkit.testing.prometheus import PrometheusServer
 from tests.factories import ORDER_SCHEMA, order
 from tests.integration.conftest import REPO, ConsumerRunner
 
 
+@pytest.mark.broker_less
 def test_producer_and_consumer_report_to_metrics(
     streamkit_settings: StreamkitSettings,
     schemas: SchemaSet,

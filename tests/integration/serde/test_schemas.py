@@ -27,6 +27,7 @@ def _as_read(value: Any) -> Any:
     return datetime.fromtimestamp(value / 1000, tz=UTC)
 
 
+@pytest.mark.broker_less
 def test_every_example_schema_round_trips(
     streamkit_settings: StreamkitSettings,
     schemas: SchemaSet,

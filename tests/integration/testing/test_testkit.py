@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
@@ -15,6 +16,7 @@ MESSAGES = 1000
 KEYS = 20
 
 
+@pytest.mark.broker_less
 def test_thousand_keyed_messages_keep_per_key_order(
     streamkit_settings: StreamkitSettings, topic_factory: TopicFactory
 ) -> None:

@@ -3,6 +3,9 @@ from __future__ import annotations
 import json
 
 import pytest
+
+pytest.importorskip("typer", reason="the CLI needs streamkit[cli]")
+
 from typer.testing import CliRunner
 
 from streamkit.cli.main import app

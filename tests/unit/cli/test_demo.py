@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 
 import pytest
+
+pytest.importorskip("rich", reason="the CLI needs streamkit[cli]")
+
 from rich.console import Console
 
 from streamkit.cli import demo
-from streamkit.cli.demo import ORDER_SCHEMA, DemoSummary, order_payload, percentile
-from streamkit.errors import ConfigError
+from streamkit.cli.demo import DemoSummary, percentile
+from streamkit.cli.examples import ORDER_SCHEMA, example_schemas_dir, order_payload
+from streamkit.errors import ConfigError, MissingExtraError
 from streamkit.serde.schemas import load_schemas, validate_record
 from streamkit.settings import load_settings
 
@@ -72,3 +77,20 @@ def test_configured_cluster_is_used_as_is(env: pytest.MonkeyPatch) -> None:
 def test_missing_schemas_directory_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--schemas"):
         demo._schemas(tmp_path)
+
+
+def test_example_schemas_ship_inside_the_package() -> None:
+    directory = example_schemas_dir()
+    assert Path(demo.__file__).parent in directory.parents
+    assert ORDER_SCHEMA in list(demo._schemas(None))
+
+
+def test_throwaway_cluster_without_the_testing_extra_names_the_install_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "testcontainers", None)  # import fails as if absent
+    with (
+        pytest.raises(MissingExtraError, match=r"pip install 'streamkit\[testing\]'"),
+        demo._cluster(load_settings(), Console(quiet=True)),
+    ):
+        pass

@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+pytest.importorskip("cryptography", reason="the test certificates need streamkit[testing]")
+
 from confluent_kafka import KafkaError
 
 from streamkit.client.connect import ConnectionWatch, check_connection, refine

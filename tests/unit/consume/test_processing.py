@@ -10,7 +10,7 @@ from streamkit.consume.processing import (
     take_batch,
 )
 from streamkit.settings import ConsumerSettings
-from tests.unit.consume.conftest import FakeMessage
+from tests.fakes import message
 
 
 def test_backoff_doubles_and_is_capped() -> None:
@@ -20,15 +20,15 @@ def test_backoff_doubles_and_is_capped() -> None:
 
 
 def test_dedup_key_prefers_function_then_header_then_position() -> None:
-    with_id = FakeMessage([("event-id", b"e-1")])
+    with_id = message(headers=[("event-id", b"e-1")])
     assert dedup_key(with_id) == "e-1"
     assert dedup_key(with_id, lambda m: f"custom-{m.offset()}") == "custom-41"
-    assert dedup_key(FakeMessage()) == "orders/2/41"
+    assert dedup_key(message()) == "orders/2/41"
 
 
 def test_dead_letter_keeps_bytes_and_headers_and_adds_reason() -> None:
-    message = FakeMessage([("trace", b"t"), ("empty", None)])
-    letter = dead_letter(message, ValueError("bad"), attempts=4, group="g", suffix=".dlq")
+    record = message(headers=[("trace", b"t"), ("empty", None)])
+    letter = dead_letter(record, ValueError("bad"), attempts=4, group="g", suffix=".dlq")
     headers = dict(letter.headers)
     assert letter.topic == "orders.dlq"
     assert (letter.key, letter.value) == (b"k", b"v")
@@ -43,9 +43,7 @@ def test_dead_letter_keeps_bytes_and_headers_and_adds_reason() -> None:
 
 @pytest.mark.parametrize("size", [10, 5000])
 def test_dead_letter_reason_is_bounded(size: int) -> None:
-    letter = dead_letter(
-        FakeMessage(), RuntimeError("x" * size), attempts=1, group="g", suffix=".dlq"
-    )
+    letter = dead_letter(message(), RuntimeError("x" * size), attempts=1, group="g", suffix=".dlq")
     assert len(dict(letter.headers)["dlq-reason"]) <= 2000
 
 

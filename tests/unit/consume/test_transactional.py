@@ -22,6 +22,7 @@ from streamkit.serde.events import Event, EventEncoder
 from streamkit.serde.schemas import AvroSchema, load_schemas
 from streamkit.settings import load_settings
 from tests.factories import ORDER_SCHEMA, order
+from tests.fakes import message, mock_registry
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -65,34 +66,6 @@ def test_transaction_timeout_covers_delivery_timeout() -> None:
         assert conf["transaction.timeout.ms"] == expected >= conf["delivery.timeout.ms"]
 
 
-class FakeMessage:
-    """A consumed record, as much of ``confluent_kafka.Message`` as the processor reads."""
-
-    def __init__(self, partition: int, offset: int, value: bytes) -> None:
-        self._partition, self._offset, self._value = partition, offset, value
-
-    def topic(self) -> str:
-        return "in"
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def key(self) -> bytes | None:
-        return None
-
-    def value(self) -> bytes:
-        return self._value
-
-    def headers(self) -> list[tuple[str, bytes]]:
-        return [("event-id", f"e-{self._partition}-{self._offset}".encode())]
-
-    def error(self) -> None:
-        return None
-
-
 class FakeTxnClient:
     """The transactional producer calls, recorded; ``commit_errors`` are raised in turn."""
 
@@ -120,10 +93,12 @@ class FakeTxnClient:
         self.calls.append("abort")
 
 
-class FakeProducer:
-    def __init__(self, client: FakeTxnClient, schema: AvroSchema) -> None:
+class FakeTxnProducer:
+    """The EventProducer face the processor uses: its client and encoders."""
+
+    def __init__(self, client: FakeTxnClient, encoder: EventEncoder) -> None:
         self.client = client
-        self._encoder = EventEncoder(schema, 1)
+        self._encoder = encoder
 
     def encoder(self, topic: str, schema: str | None = None) -> EventEncoder:
         return self._encoder
@@ -146,17 +121,6 @@ class FakeConsumer:
         pass
 
 
-class FakeRegistry:
-    def __init__(self, schema: AvroSchema) -> None:
-        self._schema = schema
-
-    def schema_by_id(self, schema_id: int) -> AvroSchema:
-        return self._schema
-
-    def close(self) -> None:
-        pass
-
-
 @pytest.fixture
 def order_schema() -> AvroSchema:
     return load_schemas(REPO / "schemas")[ORDER_SCHEMA]
@@ -164,14 +128,16 @@ def order_schema() -> AvroSchema:
 
 def _processor(
     monkeypatch: pytest.MonkeyPatch, schema: AvroSchema, client: FakeTxnClient
-) -> tuple[TransactionalProcessor, FakeConsumer]:
+) -> tuple[TransactionalProcessor, FakeConsumer, EventEncoder]:
     consumer = FakeConsumer()
     monkeypatch.setattr(transactional, "Consumer", lambda conf: consumer)
-    monkeypatch.setattr(
-        transactional, "EventProducer", lambda *a, **k: FakeProducer(client, schema)
-    )
     settings = load_settings(
         consumer={"group_id": "g", "max_retries": 0}, producer={"transactional_id": "t-0"}
+    )
+    registry = mock_registry(settings)
+    encoder = EventEncoder(schema, registry.register("in-value", schema))
+    monkeypatch.setattr(
+        transactional, "EventProducer", lambda *a, **k: FakeTxnProducer(client, encoder)
     )
 
     def transform(event: Event) -> list[Output]:
@@ -179,28 +145,39 @@ def _processor(
             raise ValueError("cannot bill order-2")
         return [Output("out", {**event.payload, "status": "PAID", "placed_at": 0})]
 
-    registry: Any = FakeRegistry(schema)
-    return TransactionalProcessor(["in"], transform, settings=settings, registry=registry), consumer
+    processor = TransactionalProcessor(["in"], transform, settings=settings, registry=registry)
+    return processor, consumer, encoder
 
 
-def _batch(schema: AvroSchema) -> list[Any]:
-    encoder = EventEncoder(schema, 1)
+def _batch(encoder: EventEncoder) -> list[Any]:
     values = [encoder.encode(Event(payload=order(i), type="OrderPlaced")) for i in range(3)]
     # partition 0 offsets 5, 6 (order-2 fails), partition 1 offset 9 (not Avro)
     return [
-        FakeMessage(0, 5, values[0]),
-        FakeMessage(0, 6, values[2]),
-        FakeMessage(1, 8, values[1]),
-        FakeMessage(1, 9, b"not avro"),
+        _record(0, 5, values[0]),
+        _record(0, 6, values[2]),
+        _record(1, 8, values[1]),
+        _record(1, 9, b"not avro"),
     ]
+
+
+def _record(partition: int, offset: int, value: bytes) -> Any:
+    event_id = f"e-{partition}-{offset}".encode()
+    return message(
+        topic="in",
+        partition=partition,
+        offset=offset,
+        key=None,
+        value=value,
+        headers=[("event-id", event_id)],
+    )
 
 
 def test_one_transaction_holds_outputs_dead_letters_and_next_offsets(
     monkeypatch: pytest.MonkeyPatch, order_schema: AvroSchema
 ) -> None:
     client = FakeTxnClient([])
-    processor, consumer = _processor(monkeypatch, order_schema, client)
-    processor._process(_batch(order_schema))
+    processor, consumer, encoder = _processor(monkeypatch, order_schema, client)
+    processor._process(_batch(encoder))
     assert client.calls == ["begin", "commit"]
     assert [topic for topic, _ in client.produced] == ["out", "in.dlq", "out", "in.dlq"]
     assert {(tp.partition, tp.offset) for tp in client.offsets[0]} == {(0, 7), (1, 10)}
@@ -213,8 +190,8 @@ def test_an_abortable_commit_error_aborts_and_rewinds_to_the_batch_start(
 ) -> None:
     abortable = KafkaError(KafkaError._STATE, "fenced epoch", txn_requires_abort=True)
     client = FakeTxnClient([abortable])
-    processor, consumer = _processor(monkeypatch, order_schema, client)
-    processor._process(_batch(order_schema))
+    processor, consumer, encoder = _processor(monkeypatch, order_schema, client)
+    processor._process(_batch(encoder))
     assert client.calls == ["begin", "commit", "abort"]
     assert {(tp.partition, tp.offset) for tp in consumer.seeks} == {(0, 5), (1, 8)}
     assert processor.stats.aborted == 1
@@ -226,9 +203,9 @@ def test_a_fatal_commit_error_is_raised_translated(
 ) -> None:
     fenced = KafkaError(KafkaError._FENCED, "fenced by a newer instance", fatal=True)
     client = FakeTxnClient([fenced])
-    processor, _ = _processor(monkeypatch, order_schema, client)
+    processor, _, encoder = _processor(monkeypatch, order_schema, client)
     with pytest.raises(KafkaClientError, match="fenced") as info:
-        processor._process(_batch(order_schema))
+        processor._process(_batch(encoder))
     assert info.value.fatal
     assert client.calls == ["begin", "commit", "abort"]  # tried, best effort
 
@@ -238,7 +215,7 @@ def test_retriable_commit_errors_commit_again(
 ) -> None:
     timed_out = KafkaError(KafkaError._TIMED_OUT, "slow coordinator", retriable=True)
     client = FakeTxnClient([timed_out, timed_out])
-    processor, _ = _processor(monkeypatch, order_schema, client)
-    processor._process(_batch(order_schema))
+    processor, _, encoder = _processor(monkeypatch, order_schema, client)
+    processor._process(_batch(encoder))
     assert client.calls == ["begin", "commit", "commit", "commit"]
     assert processor.stats.committed == 1

@@ -5,6 +5,9 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+
+pytest.importorskip("redis", reason="the redis store needs streamkit[redis]")
+
 import redis
 
 import streamkit.dedup

@@ -31,6 +31,10 @@ EXPECTED_NAMES = {
     "streamkit_consumer_lag",
     "streamkit_produced_bytes",
     "streamkit_produced_bytes_per_event",
+    "streamkit_outbox_pending_rows",
+    "streamkit_outbox_oldest_pending_age_seconds",
+    "streamkit_outbox_published",
+    "streamkit_outbox_publish_errors",
 }
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
@@ -15,66 +14,17 @@ from streamkit.produce.delivery import DeliveryReport
 from streamkit.produce.producer import EventProducer
 from streamkit.settings import load_settings
 from tests.factories import ORDER_SCHEMA, order
-
-Callback = Callable[[Any, Any], None]
-
-
-class _Delivered:
-    """What librdkafka hands a delivery callback for an acknowledged record."""
-
-    def __init__(self, topic: str, offset: int) -> None:
-        self._topic, self._offset = topic, offset
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self._offset
-
-
-class FakeProducer:
-    """Acknowledges every record at once; reports wait until poll/flush serves them."""
-
-    def __init__(self, _config: dict[str, Any]) -> None:
-        self.queued: list[tuple[Callback, _Delivered]] = []
-        self.polls = 0
-        self.produced = 0
-
-    def produce(self, topic: str, value: bytes, key: bytes | None, **options: Any) -> None:
-        self.queued.append((options["on_delivery"], _Delivered(topic, self.produced)))
-        self.produced += 1
-
-    def poll(self, _timeout: float = 0) -> int:
-        self.polls += 1
-        served, self.queued = self.queued, []
-        for callback, message in served:
-            callback(None, message)
-        return len(served)
-
-    def flush(self, _timeout: float = -1) -> int:
-        self.poll()
-        return 0
-
-
-class FakeRegistry:
-    def register(self, _subject: str, _schema: Any) -> int:
-        return 1
-
-    def close(self) -> None:
-        pass
+from tests.fakes import FakeKafkaProducer, mock_registry
 
 
 @pytest.fixture
 def make_producer(monkeypatch: pytest.MonkeyPatch) -> Callable[[], EventProducer]:
-    monkeypatch.setattr(streamkit.produce.producer, "Producer", FakeProducer)
+    monkeypatch.setattr(streamkit.produce.producer, "Producer", FakeKafkaProducer)
     settings = load_settings(
         kafka={"bootstrap_servers": "127.0.0.1:9", "startup_check_timeout_s": 0},
         schema_registry={"url": "http://127.0.0.1:9"},
     )
-    return lambda: EventProducer(settings, registry=FakeRegistry())  # type: ignore[arg-type]
+    return lambda: EventProducer(settings, registry=mock_registry(settings))
 
 
 @pytest.fixture
@@ -123,7 +73,7 @@ def test_callbacks_run_on_poll_and_close_serves_the_rest(
     assert last.exception() is None
 
 
-class FatallyRefusedProducer(FakeProducer):
+class FatallyRefusedProducer(FakeKafkaProducer):
     """Fails every record with _FATAL, then raises the cause, as librdkafka's poll does."""
 
     def poll(self, _timeout: float = 0) -> int:
@@ -145,7 +95,7 @@ def test_a_fatal_error_is_reported_with_its_cause(monkeypatch: pytest.MonkeyPatc
         kafka={"bootstrap_servers": "127.0.0.1:9", "startup_check_timeout_s": 0},
         schema_registry={"url": "http://127.0.0.1:9"},
     )
-    producer = EventProducer(settings, registry=FakeRegistry())  # type: ignore[arg-type]
+    producer = EventProducer(settings, registry=mock_registry(settings))
     future = producer.send("orders", order(1), schema=ORDER_SCHEMA)
 
     with pytest.raises(AuthorizationError, match="CLUSTER_AUTHORIZATION_FAILED"):

@@ -18,8 +18,10 @@ from streamkit.serde.events import (
     new_event_id,
     unframe,
 )
+from streamkit.serde.registry import SchemaRegistry
 from streamkit.serde.schemas import AvroSchema, load_schemas
 from tests.factories import ORDER_SCHEMA, order
+from tests.fakes import mock_registry
 
 REPO = Path(__file__).resolve().parents[3]
 PLAIN = AvroSchema.from_definition(
@@ -27,16 +29,18 @@ PLAIN = AvroSchema.from_definition(
 )
 
 
-class FakeRegistry:
-    """Resolves schema ids from a dict; unknown ids fail like the registry would."""
+def registry_with(schema: AvroSchema, subject: str = "t-value") -> tuple[SchemaRegistry, int]:
+    """A registry on a fresh mock:// scope holding ``schema``, and its id."""
+    registry = mock_registry()
+    return registry, registry.register(subject, schema)
 
-    def __init__(self, schemas: dict[int, AvroSchema]) -> None:
-        self.schemas = schemas
 
-    def schema_by_id(self, schema_id: int) -> AvroSchema:
-        if schema_id not in self.schemas:
-            raise RegistryError(f"schema {schema_id} not found", http_status=404)
-        return self.schemas[schema_id]
+@pytest.fixture
+def plain_registry() -> SchemaRegistry:
+    """PLAIN registered as id 1 (the first id of a fresh scope)."""
+    registry, schema_id = registry_with(PLAIN)
+    assert schema_id == 1
+    return registry
 
 
 @pytest.fixture(scope="module")
@@ -57,12 +61,13 @@ def test_unframe_refuses_non_wire_format(value: bytes | None) -> None:
 
 
 def test_envelope_round_trip_keeps_id_type_time(envelope_schema: AvroSchema) -> None:
-    encoder = EventEncoder(envelope_schema, 7)
+    registry, schema_id = registry_with(envelope_schema, "orders-value")
+    encoder = EventEncoder(envelope_schema, schema_id)
     assert encoder.envelope
     event = Event(payload=order(3), type="OrderPlaced", key=b"k")
     value = encoder.encode(event)
     headers = encoder.headers(event)
-    decoded = EventDecoder(FakeRegistry({7: envelope_schema})).decode(
+    decoded = EventDecoder(registry).decode(
         value, topic="orders", partition=1, offset=9, key=b"k", headers=headers
     )
     assert (decoded.id, decoded.type, decoded.timestamp) == (event.id, event.type, event.timestamp)
@@ -71,25 +76,25 @@ def test_envelope_round_trip_keeps_id_type_time(envelope_schema: AvroSchema) -> 
         "orders",
         1,
         9,
-        7,
+        schema_id,
     )
     assert header_value(headers, HEADER_EVENT_ID) == event.id.encode()
 
 
-def test_plain_record_takes_metadata_from_headers() -> None:
+def test_plain_record_takes_metadata_from_headers(plain_registry: SchemaRegistry) -> None:
     encoder = EventEncoder(PLAIN, 1)
     assert not encoder.envelope
     event = Event(payload={"n": 5}, type="Ping", timestamp=1234)
-    decoded = EventDecoder(FakeRegistry({1: PLAIN})).decode(
+    decoded = EventDecoder(plain_registry).decode(
         encoder.encode(event), topic="t", headers=encoder.headers(event)
     )
     assert decoded.payload == {"n": 5}
     assert (decoded.id, decoded.type, decoded.timestamp) == (event.id, "Ping", 1234)
 
 
-def test_plain_record_without_headers_gets_position_id() -> None:
+def test_plain_record_without_headers_gets_position_id(plain_registry: SchemaRegistry) -> None:
     value = EventEncoder(PLAIN, 1).encode(Event(payload={"n": 1}, type="Ping"))
-    decoded = EventDecoder(FakeRegistry({1: PLAIN})).decode(value, topic="t", partition=0, offset=4)
+    decoded = EventDecoder(plain_registry).decode(value, topic="t", partition=0, offset=4)
     assert decoded.id == "t-0-4"
     assert decoded.type == "Ping"
 
@@ -102,9 +107,11 @@ def test_plain_record_without_headers_gets_position_id() -> None:
         (frame(1, b""), "does not match writer schema"),
     ],
 )
-def test_decode_failures_carry_position(value: bytes, reason: str) -> None:
+def test_decode_failures_carry_position(
+    value: bytes, reason: str, plain_registry: SchemaRegistry
+) -> None:
     with pytest.raises(DeserializationError, match=reason) as caught:
-        EventDecoder(FakeRegistry({1: PLAIN})).decode(value, topic="t", partition=2, offset=3)
+        EventDecoder(plain_registry).decode(value, topic="t", partition=2, offset=3)
     assert (caught.value.topic, caught.value.partition, caught.value.offset) == ("t", 2, 3)
 
 
@@ -141,7 +148,7 @@ def test_a_definite_registry_answer_makes_the_message_undecodable() -> None:
         EventDecoder(UnreachableRegistry(refused)).decode(frame(1, b"\x02"), topic="t")
 
 
-def test_reader_schema_fills_new_field_defaults() -> None:
+def test_reader_schema_fills_new_field_defaults(plain_registry: SchemaRegistry) -> None:
     reader = AvroSchema.from_definition(
         {
             "type": "record",
@@ -153,7 +160,7 @@ def test_reader_schema_fills_new_field_defaults() -> None:
         }
     )
     value = EventEncoder(PLAIN, 1).encode(Event(payload={"n": 2}, type="Ping"))
-    decoded = EventDecoder(FakeRegistry({1: PLAIN}), {"t": reader}).decode(value, topic="t")
+    decoded = EventDecoder(plain_registry, {"t": reader}).decode(value, topic="t")
     assert decoded.payload == {"n": 2, "tag": "none"}
 
 
@@ -178,8 +185,9 @@ def test_new_event_ids_are_random_version_4_uuids() -> None:
 def test_envelope_id_and_time_are_read_as_written_payload_keeps_logical_types(
     envelope_schema: AvroSchema,
 ) -> None:
-    encoder = EventEncoder(envelope_schema, 7)
-    decoder = EventDecoder(FakeRegistry({7: envelope_schema}))
+    registry, schema_id = registry_with(envelope_schema, "orders-value")
+    encoder = EventEncoder(envelope_schema, schema_id)
+    decoder = EventDecoder(registry)
     for timestamp in (0, 1, 1_732_476_543_123, 253_402_300_799_999):
         event = Event(payload=order(1), type="OrderPlaced", timestamp=timestamp)
         decoded = decoder.decode(encoder.encode(event), topic="orders")

@@ -20,7 +20,8 @@ from streamkit.errors import DeserializationError, SchemaValidationError
 from streamkit.serde.events import Event, EventDecoder, EventEncoder, frame
 from streamkit.serde.schemas import AvroSchema, load_schemas
 from tests.factories import ORDER_SCHEMA, order
-from tests.unit.serde.test_events import PLAIN, FakeRegistry
+from tests.fakes import mock_registry
+from tests.unit.serde.test_events import PLAIN
 from tests.unit.serde.test_validation import EVERY_TYPE, VALID, _mutate, values
 
 REPO = Path(__file__).resolve().parents[3]
@@ -28,9 +29,13 @@ ORDER = load_schemas(REPO / "schemas")[ORDER_SCHEMA]
 EVERYTHING = AvroSchema.from_definition(
     {k: v for k, v in EVERY_TYPE.items() if k != "__named_schemas"}
 )
-SCHEMAS = {1: ORDER, 2: PLAIN, 3: EVERYTHING}
+REGISTRY = mock_registry()
+SCHEMAS = {
+    REGISTRY.register(f"s{n}-value", schema): schema
+    for n, schema in enumerate((ORDER, PLAIN, EVERYTHING))
+}
 UNKNOWN_ID = 99
-DECODER = EventDecoder(FakeRegistry(SCHEMAS))
+DECODER = EventDecoder(REGISTRY)
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -86,17 +91,17 @@ def test_corrupted_valid_messages_decode_or_fail_clearly(data: st.DataObject) ->
 
 def _encode_or_name_the_field(schema: AvroSchema, record: Any) -> None:
     """Encode ``record`` as the value of ``schema``: it round-trips or names its fault."""
-    encoder = EventEncoder(schema, 3)
+    encoder = EventEncoder(schema, REGISTRY.register("fuzz-value", schema))
     try:
         value = encoder.encode(Event(payload=record, type="T"))
     except SchemaValidationError as exc:
         error = exc
     else:
-        decoded = EventDecoder(FakeRegistry({3: schema})).decode(value, topic="fuzz")
+        decoded = DECODER.decode(value, topic="fuzz")
         assert isinstance(decoded, Event)
         return
     assert error.field
-    assert error.field in str(error)
+    assert repr(error.field) in str(error)  # quoted as repr: control characters escaped
     assert error.schema == schema.name
 
 

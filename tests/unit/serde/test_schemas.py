@@ -145,3 +145,9 @@ def test_fields_with_defaults_may_be_omitted(example: Any) -> None:
     payload = order(1)
     del payload["channel"], payload["coupon"]
     validate_record(example[ORDER_SCHEMA], _envelope(payload))
+
+
+def test_a_schema_set_answers_membership_without_raising() -> None:
+    schemas = load_schemas(REPO / "schemas")
+    assert "streamkit.examples.orders.OrderPlaced" in schemas
+    assert "no.such.Schema" not in schemas

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+pytest.importorskip("testcontainers", reason="the test kit needs streamkit[testing]")
+
+
 from streamkit.testing.cluster import KafkaCluster
 
 

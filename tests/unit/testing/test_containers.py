@@ -7,6 +7,9 @@ import uuid
 
 import pytest
 
+pytest.importorskip("testcontainers", reason="the test kit needs streamkit[testing]")
+
+
 from streamkit.testing import containers
 from streamkit.testing.containers import new_cluster_id
 

@@ -1,0 +1,250 @@
+"""Typed events and tracing: CPU per event of each path, side by side in one run.
+
+    python -m bench.typed [--events N] [--rounds R]
+
+One broker and registry (the test kit's containers, or the ones
+``STREAMKIT_KAFKA__BOOTSTRAP_SERVERS`` / ``STREAMKIT_SCHEMA_REGISTRY__URL`` name), the
+example ``OrderPlaced`` envelope of ``schemas/``, and its payload model ``Order``
+generated from that schema by ``streamkit schemas codegen`` (at start, in memory).
+
+produce, ``EventProducer.send`` of prebuilt payloads, every record acknowledged:
+  dict          the payload as a dict (today's path)
+  model         the payload as an ``Order`` model (``model_dump`` + the same schema check)
+  traced        dict payload, OpenTelemetry SDK provider (batch processor, spans dropped
+                by the exporter): a PRODUCER span and ``traceparent``/``baggage`` headers
+  (untraced and OpenTelemetry-absent sends take the same path, ``NO_TRACING``; its
+  hooks are timed alone and set against the dict send: ``no-op hooks``)
+consume, ``EventConsumer.run`` over the same topic with a fresh group each time:
+  dict          handler gets ``Event`` with a dict payload
+  model         each payload validated into ``Order`` right before the handler runs
+                (``PayloadModels.typed``: the step the consume pipeline calls for
+                ``payload_type=Order``)
+
+CPU is measured twice: the thread that sends or runs the consumer (``thread``: the
+Python-side cost, where the paths differ) and the whole process (``process``: librdkafka's
+threads too). Rounds alternate the paths; the best round of each counts. Ratios are to
+the dict path of the same run. Results go to ``bench/results/typed.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import timeit
+import types
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.common import SCHEMA_NAME, SCHEMAS, Env, payloads, settings  # noqa: E402
+from bench.run import _cluster, _topic  # noqa: E402
+
+RESULTS = REPO / "bench" / "results" / "typed.json"
+
+
+@dataclass(frozen=True)
+class Cost:
+    """CPU microseconds per event of one path (best round)."""
+
+    thread_us: float
+    process_us: float
+    events: int
+
+
+def _measure(run: Callable[[], int]) -> Cost:
+    thread, process = time.thread_time(), time.process_time()
+    count = run()
+    return Cost(
+        (time.thread_time() - thread) / count * 1e6,
+        (time.process_time() - process) / count * 1e6,
+        count,
+    )
+
+
+def _order_model() -> type[Any]:
+    from streamkit.serde.modelschemas import codegen
+
+    module = sys.modules["bench_events"] = types.ModuleType("bench_events")
+    exec(compile(codegen(SCHEMAS), "bench_events", "exec"), module.__dict__)  # noqa: S102
+    order: type[Any] = module.Order
+    return order
+
+
+class _Dropping:
+    """An SDK span exporter that drops what it gets (the export path minus the network)."""
+
+    def export(self, spans: Sequence[Any]) -> Any:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+def _provider() -> Any:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(_Dropping()))  # type: ignore[arg-type]
+    return provider
+
+
+def produce(env: Env, topic: str, records: Sequence[Any], warmup: int, **options: Any) -> Cost:
+    from streamkit.produce.producer import EventProducer
+
+    with EventProducer(settings(env), schemas=SCHEMAS, **options) as producer:
+        for i in range(warmup):
+            producer.send(topic, records[i], key=str(i), schema=SCHEMA_NAME)
+        producer.flush(120)
+
+        def timed() -> int:
+            futures = [
+                producer.send(topic, records[i], key=str(i), schema=SCHEMA_NAME)
+                for i in range(warmup, len(records))
+            ]
+            producer.flush(120)
+            failed = sum(1 for future in futures if future.exception(0) is not None)
+            if failed:
+                raise RuntimeError(f"{failed} records not acknowledged")
+            return len(futures)
+
+        return _measure(timed)
+
+
+def consume(env: Env, topic: str, count: int, model: type[Any] | None) -> Cost:
+    from streamkit.consume.consumer import EventConsumer
+    from streamkit.serde.payloads import PayloadModels
+    from streamkit.serde.registry import SchemaRegistry
+
+    config = settings(env, f"bench-typed-{uuid.uuid4().hex[:8]}")
+    registry = SchemaRegistry(config)
+    # The step the consume pipeline runs right before the handler for payload_type=Order.
+    models = PayloadModels(model, registry) if model is not None else None
+    handled = 0
+
+    def handle(event: Any) -> None:
+        nonlocal handled
+        if models is not None and not isinstance(models.typed(event).payload, model):
+            raise TypeError("the payload is not the model")
+        handled += 1
+        if handled >= count:
+            consumer.stop()
+
+    consumer = EventConsumer([topic], handle, settings=config, registry=registry)
+    with consumer, registry:
+
+        def timed() -> int:
+            consumer.run(idle_timeout_s=60, handle_signals=False)
+            if handled < count:
+                raise RuntimeError(f"consumed {handled} of {count}")
+            return handled
+
+        return _measure(timed)
+
+
+def _no_op_hooks_us(rounds: int = 200_000) -> tuple[float, float]:
+    """Microseconds per event of the untraced hooks: send's three span calls, and the
+    consumer's ``process`` context."""
+    from streamkit.observability.tracing import NO_TRACING
+    from streamkit.serde.events import envelope_headers
+
+    headers = envelope_headers("e", "OrderPlaced", 0)
+
+    def send_hooks() -> None:
+        span = NO_TRACING.publish("orders", "k", "e")
+        try:
+            span.inject(headers)
+        finally:
+            span.end()
+
+    def consume_hooks() -> None:
+        with NO_TRACING.process(None, "g"):  # type: ignore[arg-type]
+            pass
+
+    best = [
+        min(timeit.repeat(hook, number=rounds, repeat=5)) / rounds * 1e6
+        for hook in (send_hooks, consume_hooks)
+    ]
+    return best[0], best[1]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--warmup", type=int, default=2_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+
+    order = _order_model()
+    dicts = payloads(args.warmup + args.events)
+    models = [order.model_validate(record) for record in dicts]
+    best: dict[str, Cost] = {}
+
+    def keep(name: str, cost: Cost) -> None:
+        if name not in best or cost.thread_us < best[name].thread_us:
+            best[name] = cost
+
+    with _cluster(need_redis=False) as env:
+        filled = _topic(env, "typed-consume")
+        produce(env, filled, dicts, 0)
+        for round_ in range(args.rounds):
+            topic = _topic(env, "typed-produce")
+            keep("produce dict", produce(env, topic, dicts, args.warmup))
+            keep("produce model", produce(env, topic, models, args.warmup))
+            keep(
+                "produce traced",
+                produce(env, topic, dicts, args.warmup, tracer_provider=_provider()),
+            )
+            keep("consume dict", consume(env, filled, len(dicts), None))
+            keep("consume model", consume(env, filled, len(dicts), order))
+            print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
+    send_hooks_us, consume_hooks_us = _no_op_hooks_us()
+
+    table: dict[str, Any] = {}
+    for name, cost in best.items():
+        kind = name.split()[0]
+        base = best[f"{kind} dict"]
+        table[name] = {
+            **asdict(cost),
+            "thread_ratio": round(cost.thread_us / base.thread_us, 3),
+            "process_ratio": round(cost.process_us / base.process_us, 3),
+        }
+    table["no-op hooks"] = {
+        "produce_us": send_hooks_us,
+        "consume_us": consume_hooks_us,
+        "produce_share_of_dict_send": round(send_hooks_us / best["produce dict"].thread_us, 4),
+        "consume_share_of_dict_consume": round(
+            consume_hooks_us / best["consume dict"].thread_us, 4
+        ),
+    }
+    print(f"{'path':<16} {'thread µs/ev':>13} {'× dict':>7} {'process µs/ev':>14} {'× dict':>7}")
+    for name, row in table.items():
+        if name == "no-op hooks":
+            continue
+        print(
+            f"{name:<16} {row['thread_us']:>13.1f} {row['thread_ratio']:>7.2f}"
+            f" {row['process_us']:>14.1f} {row['process_ratio']:>7.2f}"
+        )
+    hooks = table["no-op hooks"]
+    print(
+        f"no-op hooks: send {send_hooks_us:.3f} µs ({hooks['produce_share_of_dict_send']:.2%} of a "
+        f"dict send), consume {consume_hooks_us:.3f} µs "
+        f"({hooks['consume_share_of_dict_consume']:.2%} of a dict consume)"
+    )
+    RESULTS.write_text(json.dumps(table, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
