@@ -37,8 +37,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from streamkit.consume.dead_letter import DeadLetter, dead_letter
 from streamkit.consume.history import error_type_name, failed_attempt, with_entry
-from streamkit.consume.processing import DeadLetter, KafkaMessage, dead_letter
+from streamkit.consume.processing import KafkaMessage
 from streamkit.serde.events import Headers, RawHeaders, header_value
 from streamkit.settings import ConsumerSettings
 

@@ -16,7 +16,7 @@ from confluent_kafka.serialization import Deserializer, StringDeserializer
 
 from streamkit.client.config import client_config
 from streamkit.consume.consumer import EventConsumer
-from streamkit.consume.processing import dead_letter
+from streamkit.consume.dead_letter import dead_letter
 from streamkit.ops.admin import StreamkitAdmin, TopicSpec
 from streamkit.produce.producer import EventProducer
 from streamkit.serde.registry import SchemaRegistry

@@ -1,7 +1,7 @@
 """Dead-letter operations: inspect a dead-letter topic, replay its messages.
 
 A dead letter is the original message (key, value bytes, headers) plus the ``dlq-*``
-headers that say why it was given up (:data:`streamkit.consume.processing.DLQ_HEADERS`)
+headers that say why it was given up (:data:`streamkit.consume.dead_letter.DLQ_HEADERS`)
 and its ``attempt-history`` (:mod:`streamkit.consume.history`).
 
 :func:`inspect_dead_letters` reads the whole topic once (no group, nothing committed)

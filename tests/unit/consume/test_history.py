@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from streamkit.consume.dead_letter import dead_letter
 from streamkit.consume.history import (
     HEADER_ATTEMPT_HISTORY,
     FailedAttempt,
@@ -10,7 +11,6 @@ from streamkit.consume.history import (
     failed_attempt,
     with_entry,
 )
-from streamkit.consume.processing import dead_letter
 from tests.unit.consume.conftest import FakeMessage
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from streamkit.consume.processing import dead_letter
+from streamkit.consume.dead_letter import dead_letter
 from streamkit.errors import DeserializationError
 from streamkit.ops.dlq import (
     HEADER_REPLAYED_FROM,
