@@ -146,6 +146,18 @@ class FailureBreaker:
         ):
             self._open()
 
+    def succeeded(self, count: int) -> None:
+        """``count`` successes (a batch of handler calls that all succeeded)."""
+        if self.state is not BreakerState.CLOSED:
+            for _ in range(count):
+                self.record(None)
+            return
+        outcomes = self._outcomes
+        for _ in range(min(count, self.window)):
+            if len(outcomes) == self.window and outcomes[0] is not None:
+                self._failures -= 1
+            outcomes.append(None)
+
     def room(self, held: int) -> int | None:
         """How many messages may be taken now: None (no limit), 0, or 1 (a probe, taken
         only once the ``held`` messages are all finished)."""

@@ -40,6 +40,8 @@ from typing import Any
 from streamkit.consume.dead_letter import DeadLetter, dead_letter
 from streamkit.consume.history import error_type_name, failed_attempt, with_entry
 from streamkit.consume.processing import KafkaMessage
+from streamkit.consume.retry import Decision, Forward, InPlaceRetry, RetryPolicy
+from streamkit.consume.work import Work
 from streamkit.serde.events import Headers, RawHeaders, header_value
 from streamkit.settings import ConsumerSettings
 
@@ -49,9 +51,11 @@ __all__ = [
     "RetryHop",
     "RetryStage",
     "RetryTopics",
+    "TopicRetry",
     "final_dead_letter",
     "is_retry_topic",
     "retry_hop",
+    "retry_policy",
     "retry_topic_name",
 ]
 
@@ -152,6 +156,14 @@ class RetryTopics:
     def subscription(self) -> list[str]:
         """The source topics followed by all their retry topics."""
         return [*self.sources, *self._by_topic]
+
+    def origin(self, message: KafkaMessage) -> tuple[str, int, int] | None:
+        """Where a retry topic's message was first read (topic, partition, offset); None
+        for a message of a source topic."""
+        if self._by_topic.get(str(message.topic())) is None:
+            return None
+        origin = _Origin.of(message)
+        return origin.topic, origin.partition, origin.offset
 
 
 def _items(headers: RawHeaders) -> list[tuple[str, Any]]:
@@ -367,3 +379,69 @@ class DueGate:
         again from the committed offset)."""
         for key in partitions:
             self._waiting.pop(key, None)
+
+
+class TopicRetry:
+    """Retries through the retry topics, then the dead-letter topic.
+
+    A failed handler call sends the message on to the next stage's retry topic (a
+    :class:`~streamkit.consume.retry.Forward` with its ``stage``): its offset is finished
+    once the hop is acknowledged, so its partition flows on. After the last stage, or
+    for an error ``retriable`` refuses, it goes to ``<source topic><dead_letter_suffix>``
+    with its attempt history.
+
+    Args:
+        settings: ``dead_letter_suffix``.
+        group: the consumer group, written into the headers.
+        topics: the retry topics of the consumer's source topics.
+        retriable: which errors are worth another call (default: all).
+    """
+
+    def __init__(
+        self,
+        settings: ConsumerSettings,
+        group: str,
+        topics: RetryTopics,
+        retriable: Callable[[BaseException], bool] = lambda _error: True,
+    ) -> None:
+        self._suffix = settings.dead_letter_suffix
+        self._group = group
+        self._topics = topics
+        self._retriable = retriable
+
+    def __repr__(self) -> str:
+        return f"TopicRetry({self._topics!r})"
+
+    def on_failure(self, work: Work, error: BaseException) -> Decision:
+        stage = self._topics.next_stage(work.topic) if self._retriable(error) else None
+        if stage is None:
+            return self._dead_letter(work, error, "handler_failed")
+        hop = retry_hop(work.message, error, attempts=work.attempts, group=self._group, stage=stage)
+        return Forward(hop.letter, "retry", error, stage=stage)
+
+    def on_undecodable(self, work: Work, error: BaseException) -> Forward:
+        return self._dead_letter(work, error, "undecodable")
+
+    def _dead_letter(self, work: Work, error: BaseException, reason: str) -> Forward:
+        letter = final_dead_letter(
+            work.message, error, attempts=work.attempts, group=self._group, suffix=self._suffix
+        )
+        return Forward(letter, reason, error)
+
+
+def retry_policy(
+    settings: ConsumerSettings,
+    group: str,
+    sources: Sequence[str],
+    retriable: Callable[[BaseException], bool] = lambda _error: True,
+) -> tuple[RetryPolicy, RetryTopics | None]:
+    """The retry policy ``settings`` ask for, and the retry topics it uses (None: in place).
+
+    ``retry_delays`` with ``retry_policy="topics"``: :class:`TopicRetry`; otherwise
+    :class:`~streamkit.consume.retry.InPlaceRetry` (waiting ``retry_delays`` in place
+    under ``"block"``, else ``max_retries`` with backoff).
+    """
+    if settings.uses_retry_topics:
+        topics = RetryTopics(settings, sources)
+        return TopicRetry(settings, group, topics, retriable), topics
+    return InPlaceRetry(settings, group, retriable), None

@@ -118,3 +118,16 @@ def test_from_settings() -> None:
         ConsumerSettings(failure_rate_limit=0.2, failure_window=50, failure_cooldown_ms=1500)
     )
     assert (breaker.limit, breaker.window, breaker.cooldown_s) == (0.2, 50, 1.5)
+
+
+def test_a_batch_of_successes_counts_like_single_ones(clock: Clock) -> None:
+    one_by_one, batched = _breaker(clock, window=10), _breaker(clock, window=10)
+    for breaker in (one_by_one, batched):
+        for _ in range(4):
+            breaker.record("builtins.ValueError")
+    for _ in range(8):
+        one_by_one.record(None)
+    batched.succeeded(8)
+    assert batched.failure_rate == one_by_one.failure_rate == 0.2
+    batched.succeeded(500)
+    assert batched.failure_rate == 0.0
