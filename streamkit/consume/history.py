@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
-from streamkit.serde.events import Header, Headers, RawHeaders
+from streamkit.serde.events import Header, Headers, RawHeaders, header_items
 
 __all__ = [
     "HEADER_ATTEMPT_HISTORY",
@@ -84,14 +84,10 @@ def error_type_name(error: BaseException) -> str:
     return f"{kind.__module__}.{kind.__qualname__}"
 
 
-def _items(headers: RawHeaders) -> list[Header]:
-    return list(headers.items() if isinstance(headers, dict) else headers or ())
-
-
 def attempt_history(headers: RawHeaders) -> list[FailedAttempt]:
     """The failed attempts recorded in ``headers``, oldest first."""
     history = []
-    for key, value in _items(headers):
+    for key, value in header_items(headers):
         if key == HEADER_ATTEMPT_HISTORY and value is not None:
             entry = FailedAttempt.parse(value)
             if entry is not None:
@@ -134,6 +130,6 @@ def failed_attempt(
 
 def with_entry(headers: RawHeaders, entry: FailedAttempt) -> Headers:
     """``headers`` (None values dropped) followed by ``entry``'s history header."""
-    kept: Headers = [(k, v) for k, v in _items(headers) if v is not None]
+    kept: Headers = [(k, v) for k, v in header_items(headers) if v is not None]
     kept.append(entry.header())
     return kept

@@ -42,7 +42,7 @@ from streamkit.consume.history import error_type_name, failed_attempt, with_entr
 from streamkit.consume.processing import KafkaMessage
 from streamkit.consume.retry import Decision, Forward, InPlaceRetry, RetryPolicy
 from streamkit.consume.work import Work
-from streamkit.serde.events import Headers, RawHeaders, header_value
+from streamkit.serde.events import Headers, RawHeaders, header_items, header_value, int_header
 from streamkit.settings import ConsumerSettings
 
 __all__ = [
@@ -166,20 +166,12 @@ class RetryTopics:
         return origin.topic, origin.partition, origin.offset
 
 
-def _items(headers: RawHeaders) -> list[tuple[str, Any]]:
-    return list(headers.items() if isinstance(headers, dict) else headers or ())
-
-
-def _int_header(headers: RawHeaders, name: str) -> int | None:
-    value = header_value(headers, name)
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
 def _without_retry_headers(headers: RawHeaders) -> Headers:
-    return [(k, v) for k, v in _items(headers) if v is not None and not k.startswith(_RETRY_PREFIX)]
+    return [
+        (k, v)
+        for k, v in header_items(headers)
+        if v is not None and not k.startswith(_RETRY_PREFIX)
+    ]
 
 
 @dataclass(frozen=True)
@@ -194,8 +186,8 @@ class _Origin:
     def of(cls, message: KafkaMessage) -> _Origin:
         headers = message.headers()
         topic = header_value(headers, "retry-source-topic")
-        partition = _int_header(headers, "retry-source-partition")
-        offset = _int_header(headers, "retry-source-offset")
+        partition = int_header(headers, "retry-source-partition")
+        offset = int_header(headers, "retry-source-offset")
         if topic is None or partition is None or offset is None:
             return cls(str(message.topic()), message.partition() or 0, message.offset() or 0)
         return cls(topic.decode(errors="replace"), partition, offset)
@@ -224,7 +216,7 @@ def retry_hop(
     raw = message.headers()
     origin = _Origin.of(message)
     entry = failed_attempt(message, error, attempts=attempts, group=group)
-    first_failure = _int_header(raw, "retry-first-failure-at") or now
+    first_failure = int_header(raw, "retry-first-failure-at") or now
     due = now + int(stage.delay_s * 1000)
     reason = f"{type(error).__name__}: {error}"
     headers = with_entry(_without_retry_headers(raw), entry)
@@ -344,7 +336,7 @@ class DueGate:
             key = (topic, message.partition())
             if key in held:
                 continue  # behind a message that is not due: read again after the wait
-            due_ms = _int_header(message.headers(), "retry-due-at")
+            due_ms = int_header(message.headers(), "retry-due-at")
             due = due_ms / 1000 if due_ms is not None else now
             if due <= now:
                 admitted.append(message)

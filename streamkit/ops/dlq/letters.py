@@ -11,7 +11,7 @@ from confluent_kafka import Message
 from streamkit.consume.history import FailedAttempt, attempt_history
 from streamkit.durations import parse_duration
 from streamkit.errors import DeserializationError
-from streamkit.serde.events import Headers, header_value
+from streamkit.serde.events import Headers, header_value, int_header
 
 __all__ = [
     "HANDLER_FAILED",
@@ -44,14 +44,6 @@ _UNDECODABLE_TYPE = f"{DeserializationError.__module__}.{DeserializationError.__
 def _text(headers: Headers, name: str) -> str | None:
     value = header_value(headers, name)
     return value.decode(errors="replace") if value is not None else None
-
-
-def _int(headers: Headers, name: str) -> int | None:
-    text = _text(headers, name)
-    try:
-        return int(text) if text is not None else None
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True)
@@ -94,14 +86,14 @@ class DeadLetter:
             key=message.key(),
             value=message.value(),
             headers=headers,
-            failed_at=_int(headers, "dlq-failed-at") or max(timestamp, 0),
+            failed_at=int_header(headers, "dlq-failed-at") or max(timestamp, 0),
             reason=reason,
             error_type=error_type or "",
             error=_text(headers, "dlq-reason") or "",
             source_topic=_text(headers, "dlq-source-topic"),
-            source_partition=_int(headers, "dlq-source-partition"),
-            source_offset=_int(headers, "dlq-source-offset"),
-            attempts=_int(headers, "dlq-attempts"),
+            source_partition=int_header(headers, "dlq-source-partition"),
+            source_offset=int_header(headers, "dlq-source-offset"),
+            attempts=int_header(headers, "dlq-attempts"),
             group=_text(headers, "dlq-consumer-group"),
             history=tuple(attempt_history(headers)),
         )

@@ -366,6 +366,7 @@ def test_the_breaker_trips_on_total_failure_and_resumes_when_healed(
     breaker = consumer.pipeline.breaker
     stats = consumer.stats
     changes: list[tuple[float, BreakerState, int]] = []  # when, new state, messages taken
+    open_times: list[float] = []  # the breaker's own time of opening
     watching = threading.Event()
     watching.set()
 
@@ -376,6 +377,8 @@ def test_the_breaker_trips_on_total_failure_and_resumes_when_healed(
             if breaker.state is not last:
                 last = breaker.state
                 changes.append((time.monotonic(), last, stats.consumed))
+                if last is BreakerState.OPEN and breaker.opened_at is not None:
+                    open_times.append(breaker.opened_at)
             time.sleep(0.002)
 
     watcher = threading.Thread(target=watch, daemon=True)
@@ -384,7 +387,7 @@ def test_the_breaker_trips_on_total_failure_and_resumes_when_healed(
     ids = send_all(producer, topic, [f"k-{i}" for i in range(events)])
     consumers.wait_for(lambda: breaker.state is not BreakerState.CLOSED, timeout_s=60)
     with calls.lock:
-        first_call, failures_at_trip = calls.seen[0][3], len(calls.seen)
+        first_call = calls.seen[0][3]
     assert not consumer.is_ready()
     assert metrics.registry.get_sample_value("streamkit_breaker_open", {"group": group}) == 1
     time.sleep(cooldown_s * 0.8)
@@ -409,8 +412,9 @@ def test_the_breaker_trips_on_total_failure_and_resumes_when_healed(
     assert read_raw(settings, f"{topic}.dlq", 1, timeout_s=2) == []
     report(
         "retry breaker",
-        time_to_trip_ms=f"{(opened_at - first_call) * 1000:.0f}",
-        failed_calls_at_trip=failures_at_trip,
+        time_to_trip_ms=f"{(open_times[0] - first_call) * 1000:.0f}",
+        failures_to_trip=int(breaker.limit * breaker.window) + 1,
+        taken_before_trip=taken_at_trip,
         window=settings.consumer.failure_window,
         limit=settings.consumer.failure_rate_limit,
         taken_while_open=taken_at_probe - taken_at_trip,
