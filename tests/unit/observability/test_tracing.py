@@ -7,6 +7,9 @@ import sys
 import textwrap
 
 import pytest
+
+pytest.importorskip("opentelemetry.sdk", reason="tracing needs streamkit[otel]")
+
 from confluent_kafka import Message
 from opentelemetry import baggage, context
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
