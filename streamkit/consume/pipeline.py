@@ -227,6 +227,11 @@ class Pipeline:
             return InlineExecutor(*parts, self.stopping)
         return ThreadExecutor(*parts, name=name, decode=self._decode)
 
+    def on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """librdkafka's report of a commit (the consumer's ``on_commit``, served by poll)."""
+        if isinstance(self.commit_stage, GroupCommit):
+            self.commit_stage.on_commit(error, partitions)
+
     def timed(self, work: Work, seconds: float) -> None:
         """Record one handler call (called by the executors, on their threads)."""
         if work.error is None:
