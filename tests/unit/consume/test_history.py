@@ -11,11 +11,11 @@ from streamkit.consume.history import (
     failed_attempt,
     with_entry,
 )
-from tests.unit.consume.conftest import FakeMessage
+from tests.fakes import message
 
 
 def _failure(headers: list[tuple[str, bytes | str | None]], attempts: int = 3) -> FailedAttempt:
-    read = FakeMessage(headers, _topic="orders", _partition=1, _offset=7)
+    read = message(headers=headers, topic="orders", partition=1, offset=7)
     return failed_attempt(read, RuntimeError("db down"), attempts=attempts, group="billing")
 
 
@@ -47,17 +47,19 @@ def test_foreign_history_headers_are_ignored(value: bytes) -> None:
 
 
 def test_long_errors_are_cut() -> None:
-    entry = failed_attempt(FakeMessage(), ValueError("x" * 5000), attempts=1, group="g")
+    entry = failed_attempt(message(), ValueError("x" * 5000), attempts=1, group="g")
     assert len(entry.error) == 500
 
 
 def test_dead_letter_appends_history_and_keeps_it_on_a_second_failure() -> None:
-    message = FakeMessage([("event-id", b"e-1")])
-    letter = dead_letter(message, RuntimeError("no"), attempts=3, group="billing", suffix=".dlq")
+    read = message(headers=[("event-id", b"e-1")])
+    letter = dead_letter(read, RuntimeError("no"), attempts=3, group="billing", suffix=".dlq")
     history = attempt_history(letter.headers)
     assert [(e.attempt, e.topic, e.partition, e.offset) for e in history] == [(3, "orders", 2, 41)]
     assert dict(letter.headers)["dlq-failed-at"] == str(history[0].failed_at).encode()
     # Replayed (dlq-* dropped, history kept) and failing again: the history grows.
     replayed = [(k, v) for k, v in letter.headers if not k.startswith("dlq-")]
-    again = dead_letter(FakeMessage(replayed), KeyError("k"), attempts=3, group="b", suffix=".dlq")
+    again = dead_letter(
+        message(headers=replayed), KeyError("k"), attempts=3, group="b", suffix=".dlq"
+    )
     assert [e.attempt for e in attempt_history(again.headers)] == [3, 6]

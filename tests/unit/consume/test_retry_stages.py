@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 import time
 
+from confluent_kafka import Message
+
 from streamkit.consume.breaker import BreakerState
 from streamkit.consume.history import attempt_history
 from streamkit.consume.offsets import PartitionTracker
@@ -14,19 +16,20 @@ from streamkit.consume.retry_topics import RetryTopics, TopicRetry, retry_policy
 from streamkit.consume.work import Work
 from streamkit.serde.events import Event, header_value
 from streamkit.settings import ConsumerSettings
-from tests.unit.consume.conftest import FakeClient, FakeMessage, make_harness, messages
+from tests.fakes import message
+from tests.unit.consume.conftest import FakeClient, make_harness, messages
 
 DELAYS = ("1s", "2s")
 
 
 def _work(attempts: int) -> Work:
     """A work of ``t[2]@41`` after ``attempts`` handler calls."""
-    work = Work(FakeMessage(_topic="t"), PartitionTracker("t", 2), 41, None)
+    work = Work(message(topic="t"), PartitionTracker("t", 2), 41, None)
     work.attempts = attempts
     return work
 
 
-def _retried(topic: str, offset: int, due_in_s: float, attempt: int = 2) -> FakeMessage:
+def _retried(topic: str, offset: int, due_in_s: float, attempt: int = 2) -> Message:
     """A message of ``topic`` (a retry topic) as a retry hop wrote it."""
     due = int((time.time() + due_in_s) * 1000)
     headers = [
@@ -37,7 +40,14 @@ def _retried(topic: str, offset: int, due_in_s: float, attempt: int = 2) -> Fake
         ("retry-source-partition", b"0"),
         ("retry-source-offset", str(100 + offset).encode()),
     ]
-    return FakeMessage(headers, topic, 0, offset, b"k0", f"r{offset}".encode())
+    return message(
+        headers=headers,
+        topic=topic,
+        partition=0,
+        offset=offset,
+        key=b"k0",
+        value=f"r{offset}".encode(),
+    )
 
 
 def test_a_failed_event_hops_to_the_first_retry_topic_and_its_offset_is_committed() -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from confluent_kafka import Message
 
 from streamkit.consume.history import attempt_history
 from streamkit.consume.retry_topics import (
@@ -13,7 +14,7 @@ from streamkit.consume.retry_topics import (
     retry_topic_name,
 )
 from streamkit.settings import ConsumerSettings
-from tests.unit.consume.conftest import FakeMessage
+from tests.fakes import message
 
 SETTINGS = ConsumerSettings(retry_delays=("1s", "2m"))
 NOW_MS = 1_700_000_000_000
@@ -58,25 +59,25 @@ def test_is_retry_topic(template: str, name: str, expected: bool) -> None:
     assert not is_retry_topic(ConsumerSettings(), name)
 
 
-def _hop(message: FakeMessage, error: BaseException, now_ms: int) -> FakeMessage:
-    """``message`` failed; the copy that its next retry topic holds."""
+def _hop(read: Message, error: BaseException, now_ms: int) -> Message:
+    """``read`` failed; the copy that its next retry topic holds."""
     topics = RetryTopics(SETTINGS, ["orders"])
-    stage = topics.next_stage(message.topic())
+    stage = topics.next_stage(read.topic())
     assert stage is not None
-    hop = retry_hop(message, error, attempts=1, group="billing", stage=stage, now_ms=now_ms)
+    hop = retry_hop(read, error, attempts=1, group="billing", stage=stage, now_ms=now_ms)
     assert hop.stage == stage
-    return FakeMessage(
-        list(hop.letter.headers),
-        _topic=hop.letter.topic,
-        _partition=0,
-        _offset=5,
-        _key=hop.letter.key,
-        _value=hop.letter.value,
+    return message(
+        headers=list(hop.letter.headers),
+        topic=hop.letter.topic,
+        partition=0,
+        offset=5,
+        key=hop.letter.key,
+        value=hop.letter.value,
     )
 
 
 def test_hops_carry_the_origin_the_schedule_and_the_history() -> None:
-    original = FakeMessage([("event-id", b"e-1"), ("trace", b"t")])
+    original = message(headers=[("event-id", b"e-1"), ("trace", b"t")])
     first = _hop(original, RuntimeError("db down"), NOW_MS)
     headers = dict(first.headers())  # type: ignore[arg-type]
     assert first.topic() == "orders.retry.1s"
@@ -114,7 +115,9 @@ def test_hops_carry_the_origin_the_schedule_and_the_history() -> None:
 
 def test_the_last_failure_is_dead_lettered_from_the_source_with_the_whole_history() -> None:
     last = _hop(
-        _hop(FakeMessage([("event-id", b"e-1")]), RuntimeError("a"), NOW_MS), OSError("b"), NOW_MS
+        _hop(message(headers=[("event-id", b"e-1")]), RuntimeError("a"), NOW_MS),
+        OSError("b"),
+        NOW_MS,
     )
     letter = final_dead_letter(last, TimeoutError("c"), attempts=1, group="billing", suffix=".dlq")
     headers = dict(letter.headers)
@@ -135,14 +138,14 @@ def test_the_last_failure_is_dead_lettered_from_the_source_with_the_whole_histor
 
 def test_a_source_message_is_dead_lettered_as_itself() -> None:
     letter = final_dead_letter(
-        FakeMessage([("event-id", b"e")]), ValueError("x"), attempts=1, group="g", suffix=".dlq"
+        message(headers=[("event-id", b"e")]), ValueError("x"), attempts=1, group="g", suffix=".dlq"
     )
     assert dict(letter.headers)["dlq-source-offset"] == b"41"
 
 
-def _polled(topic: str, partition: int, offset: int, due_ms: int | None = None) -> FakeMessage:
+def _polled(topic: str, partition: int, offset: int, due_ms: int | None = None) -> Message:
     headers = [] if due_ms is None else [("retry-due-at", str(due_ms).encode())]
-    return FakeMessage(headers, _topic=topic, _partition=partition, _offset=offset)
+    return message(headers=headers, topic=topic, partition=partition, offset=offset)
 
 
 class Client:

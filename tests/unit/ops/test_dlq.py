@@ -20,7 +20,7 @@ from streamkit.ops.dlq import (
 )
 from streamkit.ops.dlq.summary import _masked_payload, _Samples
 from streamkit.settings import StreamkitSettings
-from tests.unit.consume.conftest import FakeMessage
+from tests.fakes import message
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -53,15 +53,15 @@ class DlqMessage:
         return (1, self._timestamp)
 
 
-def _letter(error: BaseException, **message: Any) -> DeadLetter:
+def _letter(error: BaseException, **where: Any) -> DeadLetter:
     built = dead_letter(
-        FakeMessage([("event-id", b"e-1"), ("trace", b"t")]),
+        message(headers=[("event-id", b"e-1"), ("trace", b"t")]),
         error,
         attempts=3,
         group="billing",
         suffix=".dlq",
     )
-    return DeadLetter.of(DlqMessage(built.headers, **message))  # type: ignore[arg-type]
+    return DeadLetter.of(DlqMessage(built.headers, **where))  # type: ignore[arg-type]
 
 
 def test_dead_letter_headers_are_read() -> None:
@@ -176,7 +176,9 @@ def test_secret_looking_payload_fields_are_masked() -> None:
 
 def test_sample_masks_secret_headers_and_says_why_no_payload() -> None:
     built = dead_letter(
-        FakeMessage([("authorization", b"Bearer abc"), ("x-api-key", b"k"), ("trace", b"\xff")]),
+        message(
+            headers=[("authorization", b"Bearer abc"), ("x-api-key", b"k"), ("trace", b"\xff")]
+        ),
         RuntimeError("x"),
         attempts=1,
         group="g",
