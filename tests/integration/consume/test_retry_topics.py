@@ -245,13 +245,6 @@ def _lines(path: Path) -> list[list[str]]:
     return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def _until(condition: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not reached within {timeout_s} s"
-        time.sleep(0.1)
-
-
 def test_a_consumer_killed_while_retries_wait_loses_and_repeats_nothing(
     streamkit_settings: StreamkitSettings,
     topic_factory: TopicFactory,
@@ -259,6 +252,7 @@ def test_a_consumer_killed_while_retries_wait_loses_and_repeats_nothing(
     child_env: dict[str, str],
     python: str,
     tmp_path: Path,
+    consumers: ConsumerRunner,
     report: Report,
 ) -> None:
     events, flaky, poison = 300, 30, 10
@@ -295,7 +289,9 @@ def test_a_consumer_killed_while_retries_wait_loses_and_repeats_nothing(
         by_key = dict(zip(keys, ids, strict=True))
         # Every event had its first attempt, and the failing ones their second: all 40
         # wait in <topic>.retry.3s, due 3 s after that second failure. Kill now.
-        _until(lambda: len(_lines(handled_file)) == events - flaky - poison, 90, "first attempts")
+        consumers.wait_for(
+            lambda: len(_lines(handled_file)) == events - flaky - poison, timeout_s=90
+        )
         second_stage = read_raw(settings, f"{topic}.retry.3s", flaky + poison, timeout_s=60)
         assert len(second_stage) == flaky + poison
         first.kill()
@@ -304,7 +300,7 @@ def test_a_consumer_killed_while_retries_wait_loses_and_repeats_nothing(
 
         start()
         letters = read_raw(settings, f"{topic}.dlq", poison, timeout_s=90)
-        _until(lambda: len(_lines(handled_file)) >= events - poison, 90, "retried events")
+        consumers.wait_for(lambda: len(_lines(handled_file)) >= events - poison, timeout_s=90)
         recovered_s = time.monotonic() - killed_at
         time.sleep(1.0)  # anything handled twice would show up by now
     finally:
