@@ -15,22 +15,33 @@ from __future__ import annotations
 
 import difflib
 import functools
+import json
 import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
+    NoDecode,
     SettingsConfigDict,
     SettingsError,
 )
 
+from streamkit.durations import parse_duration
 from streamkit.errors import ConfigError, ConfigProblem
 
 __all__ = [
@@ -505,6 +516,43 @@ class ConsumerSettings(_Section):
     """First retry delay (doubles each retry)."""
     retry_backoff_max_ms: int = Field(default=10_000, ge=0)
     """Retry delay cap."""
+    retry_delays: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description=(
+            "Delays of the retry stages, comma-separated (5s,1m,10m): a failed event is "
+            "retried after each in turn, then dead-lettered. Empty: max_retries in place "
+            "with backoff."
+        ),
+    )
+    retry_policy: Literal["topics", "block"] = Field(
+        default="topics",
+        description=(
+            "Where retry_delays are waited: topics (retry topics; the partition flows on, "
+            "a retried event comes after its key's later events) or block (in place; "
+            "per-key order kept, the key waits)."
+        ),
+    )
+    retry_topic_template: str = Field(
+        default="{topic}.retry.{delay}",
+        description="Name of a retry topic, from the source {topic} and the {delay} as written.",
+    )
+    failure_rate_limit: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description=(
+            "Circuit breaker: stop taking messages when more than this share of the last "
+            "failure_window messages failed; 1 switches it off."
+        ),
+    )
+    failure_window: int = Field(
+        default=200, ge=1, description="Circuit breaker: how many recent messages are judged."
+    )
+    failure_cooldown_ms: int = Field(
+        default=30_000,
+        ge=0,
+        description="Circuit breaker: how long it stays open before probing with one message.",
+    )
     concurrency: int = Field(
         default=1,
         ge=1,
@@ -540,6 +588,27 @@ class ConsumerSettings(_Section):
     extra: ExtraConfig = Field(
         default_factory=dict, description="librdkafka consumer properties (JSON object)."
     )
+
+    @field_validator("retry_delays", mode="before")
+    @classmethod
+    def _split_delays(cls, value: Any) -> Any:
+        # From the environment: 5s,1m,10m (JSON lists are accepted too).
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return tuple(part.strip() for part in text.split(",") if part.strip())
+        return value
+
+    @property
+    def retry_delay_seconds(self) -> tuple[float, ...]:
+        """``retry_delays`` in seconds."""
+        return tuple(parse_duration(delay) for delay in self.retry_delays)
+
+    @property
+    def uses_retry_topics(self) -> bool:
+        """Whether failed events go through retry topics (delays set, policy ``topics``)."""
+        return bool(self.retry_delays) and self.retry_policy == "topics"
 
     @property
     def in_flight_limit(self) -> int:
@@ -578,6 +647,7 @@ class ConsumerSettings(_Section):
                     f"sets {key}, which would commit before handling",
                     "streamkit commits after the handler succeeds; remove it",
                 )
+        self._check_retries(problems)
         problems.raise_if_any()
         return self
 
@@ -599,6 +669,34 @@ class ConsumerSettings(_Section):
                 ]
             )
         return self.group_id
+
+    def _check_retries(self, problems: _Problems) -> None:
+        for delay in self.retry_delays:
+            try:
+                seconds = parse_duration(delay)
+            except ValueError as exc:
+                problems.add("retry_delays", str(exc), "e.g. 5s,1m,10m")
+                continue
+            if seconds <= 0:
+                problems.add("retry_delays", f"{delay!r} is not a positive delay")
+        if len(set(self.retry_delays)) != len(self.retry_delays):
+            problems.add(
+                "retry_delays",
+                "names a delay twice (each delay is one retry topic)",
+                "e.g. 5s,1m,10m",
+            )
+        template = self.retry_topic_template
+        if "{topic}" not in template or "{delay}" not in template:
+            problems.add(
+                "retry_topic_template",
+                f"{template!r} must contain {{topic}} and {{delay}}",
+                "e.g. {topic}.retry.{delay}",
+            )
+        elif re.search(r"\{(?!topic\}|delay\})", template):
+            problems.add(
+                "retry_topic_template",
+                f"{template!r} may hold only {{topic}} and {{delay}} as placeholders",
+            )
 
 
 class DedupSettings(_Section):

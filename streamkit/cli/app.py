@@ -21,6 +21,7 @@ from streamkit.cli.commands import (
 from streamkit.cli.database import db_app, outbox_app
 from streamkit.cli.dedup import dedup_app
 from streamkit.cli.demo import demo_command
+from streamkit.cli.dlq import dlq_app
 from streamkit.cli.models import schemas_codegen, schemas_generate
 from streamkit.client.config import is_secret_key, masked
 from streamkit.settings import StreamkitSettings, env_var_name
@@ -36,6 +37,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(topics_app, name="topics")
 app.add_typer(dedup_app, name="dedup")
+app.add_typer(dlq_app, name="dlq")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(db_app, name="db")
 app.command()(produce)

@@ -150,6 +150,9 @@ def topics_ensure(
     replication_factor: Annotated[int, typer.Option(help="-1: broker default")] = -1,
     config: Annotated[list[str] | None, typer.Option(help="key=value topic config")] = None,
     dead_letter: Annotated[bool, typer.Option(help="Also ensure <topic>.dlq")] = True,
+    retry: Annotated[
+        bool, typer.Option(help="Also ensure the retry topics of STREAMKIT_CONSUMER__RETRY_DELAYS")
+    ] = True,
 ) -> None:
     """Create missing topics; grow partitions and set configs of existing ones."""
     settings = settings_or_exit()
@@ -159,7 +162,7 @@ def topics_ensure(
         names += [f"{t}{settings.consumer.dead_letter_suffix}" for t in topics]
     specs = [TopicSpec(n, partitions, replication_factor, configs) for n in names]
     with exit_on_error():
-        changes = StreamkitAdmin(settings).ensure_topics(specs)
+        changes = StreamkitAdmin(settings).ensure_topics(specs, retry_topics=retry)
     for change in changes:
         typer.echo(
             f"{change.name}: {change.action}{f' ({change.detail})' if change.detail else ''}"

@@ -11,7 +11,8 @@ on polling (which serves rebalances and keeps the member in its group however lo
 handlers take); they are resumed when room frees. Pausing is not done at once because
 librdkafka drops a paused partition's pre-fetched messages, to fetch them again on
 resume. Partitions the application paused itself (:meth:`Backpressure.pause_by_user`)
-stay paused until it resumes them.
+stay paused until it resumes them, and so do retry-topic partitions held until their
+next message is due (:meth:`Backpressure.hold`, see :mod:`streamkit.consume.retry_topics`).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class Backpressure:
         self._full_since: float | None = None
         self._paused: set[TopicPartitionKey] = set()  # paused by the pipeline
         self._by_user: set[TopicPartitionKey] = set()
+        self._held: set[TopicPartitionKey] = set()  # retry partitions waiting for a due time
 
     def __repr__(self) -> str:
         return (
@@ -58,7 +60,7 @@ class Backpressure:
     @property
     def paused(self) -> int:
         """Partitions paused now (by the pipeline or the application)."""
-        return len(self._paused | self._by_user)
+        return len(self._paused | self._by_user | self._held)
 
     def room(self, held: int) -> int:
         """How many more messages may be taken now (0 while full)."""
@@ -83,7 +85,7 @@ class Backpressure:
     def apply(self, assigned: Iterable[TopicPartitionKey], pause: bool) -> None:
         """Pause every assigned partition (``pause``) or resume those the pipeline paused."""
         if pause:
-            wanted = set(assigned) - self._by_user
+            wanted = set(assigned) - self._by_user - self._held
             self._set(wanted - self._paused, paused=True)
             self._paused |= wanted
         elif self._paused:
@@ -101,15 +103,29 @@ class Backpressure:
         """The application resumed these (those the pipeline holds stay paused)."""
         keys = set(partitions) & self._by_user
         self._by_user -= keys
-        self._set(keys - self._paused, paused=False)
+        self._set(keys - self._paused - self._held, paused=False)
+
+    def hold(self, partitions: Iterable[TopicPartitionKey]) -> None:
+        """Pause these retry partitions until :meth:`release` (their next message is not due)."""
+        keys = set(partitions) - self._held
+        self._set(keys - self._paused - self._by_user, paused=True)
+        self._paused -= keys  # the hold owns them now: a resume for room must not free them
+        self._held |= keys
+
+    def release(self, partitions: Iterable[TopicPartitionKey]) -> None:
+        """Resume held retry partitions (unless the pipeline or the application pauses them)."""
+        keys = set(partitions) & self._held
+        self._held -= keys
+        self._set(keys - self._paused - self._by_user, paused=False)
 
     def forget(self, partitions: Iterable[TopicPartitionKey]) -> None:
         """The partitions are being revoked: resume them (librdkafka keeps a pause across
         a re-assignment) and forget them."""
-        keys = set(partitions) & (self._paused | self._by_user)
+        keys = set(partitions) & (self._paused | self._by_user | self._held)
         self._set(keys, paused=False)
         self._paused -= keys
         self._by_user -= keys
+        self._held -= keys
 
     def _set(self, keys: Iterable[TopicPartitionKey], *, paused: bool) -> None:
         partitions = [TopicPartition(topic, partition) for topic, partition in keys]

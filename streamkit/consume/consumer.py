@@ -9,10 +9,13 @@ a time, as a plain loop. With ``concurrency=N`` it runs on N threads: under
 offset order while different keys run side by side; ``"partition"`` orders per
 partition; ``"none"`` not at all. Whatever the concurrency, a partition's offset is
 committed only up to its *watermark*, below which every message is finished (handled,
-skipped as a duplicate, or acknowledged by the dead-letter topic). A handler that keeps
-failing is retried with backoff (without holding other keys), then its message goes to
-``<topic>.dlq`` with headers saying why; a message that cannot be decoded goes there at
-once. An unreachable registry, dedup store or dead-letter topic is waited out.
+skipped as a duplicate, or acknowledged by the dead-letter or a retry topic). A handler
+that keeps failing is retried with backoff (without holding other keys), or through
+delayed retry topics (``retry_delays``: the partition flows on meanwhile), then its
+message goes to ``<topic>.dlq`` with headers saying why; a message that cannot be
+decoded goes there at once. An unreachable registry, dedup store or dead-letter topic is
+waited out. When most handler calls fail, the failure breaker stops taking messages
+until handlers succeed again.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from streamkit.consume.executors import Executor
 from streamkit.consume.pipeline import Pipeline
 from streamkit.consume.processing import ConsumerStats, install_stop_signals, restore_signals
 from streamkit.consume.rebalance import RebalanceHook
-from streamkit.consume.retry import InPlaceRetry
+from streamkit.consume.retry_topics import retry_policy
 from streamkit.dedup import DedupStore
 from streamkit.errors import ConfigError, ConfigProblem
 from streamkit.observability.metrics import ConsumerMetrics, NullConsumerMetrics
@@ -76,7 +79,8 @@ class EventConsumer:
         config: extra consumer properties (they win over settings).
         metrics: Prometheus collectors to report to (consumed, processed, handler
             latency, duplicates, retries, dead letters, rebalances, lag, in flight,
-            paused partitions, handlers running, watermark lag, dependencies).
+            paused partitions, handlers running, watermark lag, dependencies, retry
+            hops by stage, retry partitions waiting, the failure breaker).
         concurrency: handler calls at once (default ``STREAMKIT_CONSUMER__CONCURRENCY``).
         ordering: ``"key"``, ``"partition"`` or ``"none"`` (default
             ``STREAMKIT_CONSUMER__ORDERING``).
@@ -156,6 +160,8 @@ class EventConsumer:
         def sink(settled: LetterSettled) -> ProducerSink:
             return ProducerSink(self.settings, settled)
 
+        policy, retry_topics = retry_policy(self.consumer_settings, self.group_id, self.topics)
+
         self._pipeline = Pipeline(
             client,
             group=self.group_id,
@@ -163,7 +169,8 @@ class EventConsumer:
             settings=self.consumer_settings,
             decode=Decode(EventDecoder(self._registry, reader_schemas)),
             gate=DedupGate(dedup, self.group_id, dedup_key_fn) if dedup is not None else None,
-            policy=InPlaceRetry(self.consumer_settings, self.group_id),
+            policy=policy,
+            retry_topics=retry_topics,
             sink=sink,
             observer=observer,
             stats=self.stats,
@@ -269,9 +276,12 @@ class EventConsumer:
         return self._pipeline.liveness.alive()
 
     def is_ready(self) -> bool:
-        """Readiness: :meth:`run` is running and no dependency is being waited out."""
+        """Readiness: :meth:`run` is running, no dependency is being waited out, and the
+        failure breaker is closed."""
         pipeline = self._pipeline
-        return pipeline.running and not pipeline.dependencies.is_down()
+        return (
+            pipeline.running and not pipeline.dependencies.is_down() and pipeline.breaker.accepting
+        )
 
     # Flow control and shutdown --------------------------------------------------
 

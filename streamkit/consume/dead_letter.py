@@ -2,7 +2,8 @@
 
 A message that cannot be decoded, or whose handler keeps failing, goes to
 ``<topic><dead_letter_suffix>`` (``.dlq`` by default) with its key, value and headers as
-they were, plus the ``dlq-*`` headers of :data:`DLQ_HEADERS`. Its offset is finished
+they were, an ``attempt-history`` entry (:mod:`streamkit.consume.history`), and the
+``dlq-*`` headers of :data:`DLQ_HEADERS`. Its offset is finished
 only once the dead letter is acknowledged, so nothing is lost. Sending never blocks the
 poll thread: :class:`ProducerSink` hands the letter to an idempotent producer of its own
 and reports the outcome when the poll thread serves delivery reports
@@ -14,7 +15,6 @@ own that writes letters into its transaction.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -23,6 +23,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from streamkit.client.config import client_config
 from streamkit.client.diagnose import translate_kafka_error
+from streamkit.consume.history import failed_attempt, with_entry
 from streamkit.consume.processing import KafkaMessage
 from streamkit.consume.work import Work
 from streamkit.errors import DeliveryError, KafkaClientError
@@ -72,23 +73,36 @@ def dead_letter(
     attempts: int,
     group: str,
     suffix: str,
+    source: tuple[str, int, int] | None = None,
 ) -> DeadLetter:
-    """Build the dead letter of ``message``, which failed with ``error``."""
+    """Build the dead letter of ``message``, which failed with ``error``.
+
+    The message's own headers are kept, an ``attempt-history`` entry is appended for
+    this failure (:mod:`streamkit.consume.history`), then the ``dlq-*`` headers.
+    ``source`` is where the event was first read, if not ``message``'s own topic,
+    partition and offset (a message read from a retry topic): the dead-letter topic and
+    the ``dlq-source-*`` headers follow it.
+    """
+    topic, partition, offset = source or (
+        str(message.topic()),
+        message.partition(),
+        message.offset(),
+    )
+    entry = failed_attempt(message, error, attempts=attempts, group=group)
     reason = f"{type(error).__name__}: {error}"
     extra: Headers = [
         ("dlq-reason", reason[:_MAX_REASON].encode()),
-        ("dlq-error-type", f"{type(error).__module__}.{type(error).__qualname__}".encode()),
-        ("dlq-source-topic", str(message.topic()).encode()),
-        ("dlq-source-partition", str(message.partition()).encode()),
-        ("dlq-source-offset", str(message.offset()).encode()),
-        ("dlq-attempts", str(attempts).encode()),
+        ("dlq-error-type", entry.error_type.encode()),
+        ("dlq-source-topic", topic.encode()),
+        ("dlq-source-partition", str(partition).encode()),
+        ("dlq-source-offset", str(offset).encode()),
+        # Handler calls over the event's life: retry hops and earlier replays included.
+        ("dlq-attempts", str(entry.attempt).encode()),
         ("dlq-consumer-group", group.encode()),
-        ("dlq-failed-at", str(time.time_ns() // 1_000_000).encode()),
+        ("dlq-failed-at", str(entry.failed_at).encode()),
     ]
-    raw = message.headers()
-    items = raw.items() if isinstance(raw, dict) else raw or ()
-    headers: Headers = [(k, v) for k, v in items if v is not None]
-    return DeadLetter(f"{message.topic()}{suffix}", message.key(), message.value(), headers + extra)
+    headers = with_entry(message.headers(), entry)
+    return DeadLetter(f"{topic}{suffix}", message.key(), message.value(), headers + extra)
 
 
 class DeadLetterSink(Protocol):

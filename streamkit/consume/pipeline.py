@@ -3,8 +3,9 @@
 ::
 
     poll ─▶ decode ─▶ dedup gate ─▶ dispatch ─▶ handler ─▶ finish ─▶ watermark commit
-             │  └ registry down: wait        │      └ failed: retry later / dead letter
-             └ undecodable: dead letter      └ duplicate: finished at once
+      │      │  └ registry down: wait        │      └ failed: retry later / retry topic /
+      │      └ undecodable: dead letter      └ duplicate: finished at once   dead letter
+      └ retry topic's message not due yet: its partition paused until due
 
 One thread polls and does every piece of bookkeeping (claims, dedup marks, offsets,
 commits, pauses) and decodes, except on a thread pool, whose threads decode their own
@@ -20,9 +21,13 @@ messages; handlers run on an executor (:mod:`.executors`). The loop:
 4. polls as many messages as there is room for, decodes them, claims their ids in one
    round trip, and submits them to the dispatcher (:mod:`.dispatch`) in offset order.
 
-When it cannot take messages (full, a dependency down, finishing) it waits for
-completions instead; if that lasts, it pauses the partitions and polls on, so the member
-stays in its group. ``run(max_messages=N)`` takes exactly N messages and returns once
+With retry topics (:mod:`.retry_topics`) it also reads them, holding each retry
+partition paused until its next message is due. A failure breaker (:mod:`.breaker`)
+judges handler outcomes: when too many fail it stops taking messages, then probes.
+
+When it cannot take messages (full, a dependency down, the breaker open, finishing) it
+waits for completions instead; if that lasts, it pauses the partitions and polls on, so
+the member stays in its group. ``run(max_messages=N)`` takes exactly N messages and returns once
 they are all finished and committed.
 """
 
@@ -38,6 +43,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from streamkit.client.diagnose import kafka_errors
 from streamkit.consume.backpressure import PAUSE_AFTER_S, Backpressure
+from streamkit.consume.breaker import BreakerState, FailureBreaker
 from streamkit.consume.commit import CommitStage, GroupCommit
 from streamkit.consume.dead_letter import DeadLetterSink, LetterSettled
 from streamkit.consume.decode import Decode
@@ -50,6 +56,7 @@ from streamkit.consume.dependencies import (
 )
 from streamkit.consume.dispatch import Dispatcher, lane_of
 from streamkit.consume.executors import Completions, Executor, InlineExecutor, ThreadExecutor
+from streamkit.consume.history import error_type_name
 from streamkit.consume.liveness import Liveness
 from streamkit.consume.offsets import OffsetTrackers, PartitionTracker
 from streamkit.consume.parked import Parked
@@ -61,6 +68,7 @@ from streamkit.consume.processing import (
 )
 from streamkit.consume.rebalance import RebalanceHook, Rebalancer
 from streamkit.consume.retry import Forward, RetryLater, RetryPolicy
+from streamkit.consume.retry_topics import DueGate, RetryTopics
 from streamkit.consume.work import Work
 from streamkit.errors import DedupStoreError, DeserializationError, KafkaClientError
 from streamkit.settings import ConsumerSettings
@@ -91,6 +99,7 @@ class Pipeline:
         decode: the decode step.
         gate: the dedup gate, or None without a store.
         policy: what a failed handler call leads to.
+        retry_topics: the retry topics ``policy`` sends to (subscribed too), or None.
         sink: makes the dead-letter sink, given the pipeline's callback for outcomes.
         observer: metrics (a do-nothing one when metrics are off).
         stats: counters to update.
@@ -128,14 +137,16 @@ class Pipeline:
         on_assign: RebalanceHook | None = None,
         on_revoke: RebalanceHook | None = None,
         role: str = "consumer",
+        retry_topics: RetryTopics | None = None,
     ) -> None:
         self.client = client
         self.group = group
-        self.topics = list(topics)
+        self.topics = retry_topics.subscription() if retry_topics is not None else list(topics)
+        self.retry_topics = retry_topics
         self.settings = settings
         self.stats = stats
         self._who = f"{role} {group}"
-        self._decode = decode
+        self._decode = decode.with_origin(retry_topics.origin) if retry_topics else decode
         self._closing = False  # leaving run(): failures are dropped, not retried
         self._decode_late = False  # set by run(): the executor decodes
         self._in_callback = False  # inside a rebalance callback: start works later
@@ -153,6 +164,17 @@ class Pipeline:
         self.trackers = OffsetTrackers()
         self.liveness = Liveness(settings.max_poll_interval_ms / 1000)
         self.backpressure = Backpressure(client, settings.in_flight_limit, barrier=barrier)
+        self.due: DueGate | None = None
+        if retry_topics is not None:
+            self.due = DueGate(
+                retry_topics,
+                pause=self.backpressure.hold,
+                resume=self.backpressure.release,
+                seek=self._rewind,
+            )
+        self.breaker = FailureBreaker.from_settings(
+            settings, who=self._who, on_change=self._breaker_changed
+        )
         self.dependencies = DependencyGate(settings, self._who, observer, stats)
         self.rebalancer = Rebalancer(
             self,
@@ -250,14 +272,20 @@ class Pipeline:
                 left = None if max_messages is None else max_messages - taken
                 finishing = finishing or left == 0
                 room = 0 if finishing else self.backpressure.room(self._held)
+                probe = self.breaker.room(self._held)  # None: closed, no limit
+                if probe is not None:
+                    room = min(room, probe)
                 if finishing and self._held == 0:
                     break
                 if room == 0 or self.dependencies.is_down():
-                    self._wait(full=not finishing and not self.dependencies.is_down())
+                    full = not finishing and probe is None and not self.dependencies.is_down()
+                    self._wait(full=full)
                     continue
                 self._waiting_since = None
                 self.backpressure.apply(rebalancer.assignment, pause=False)
                 n = self._batch_size if self._inline else min(self._batch_size, room)
+                if probe is not None:
+                    n = min(n, probe)
                 messages = take_batch(self.client, min(n, left or n), self._poll_timeout())
                 self.liveness.polled()
                 if messages:
@@ -279,7 +307,12 @@ class Pipeline:
         """How long the loop may wait before something is due (a retry, a re-claim, an
         attempt on a dependency that is down, bookkeeping of work held)."""
         timeout = IDLE_POLL_S if self._held == 0 else BUSY_POLL_S
-        for due in (self._parked.next_due_in(), self.dependencies.next_attempt_in()):
+        for due in (
+            self._parked.next_due_in(),
+            self.dependencies.next_attempt_in(),
+            self.due.next_due_in() if self.due is not None else None,
+            self.breaker.reopen_in(),
+        ):
             if due is not None:
                 timeout = min(timeout, due)
         return timeout
@@ -293,7 +326,8 @@ class Pipeline:
         now = time.monotonic()
         if self._waiting_since is None:
             self._waiting_since = now
-        if self.dependencies.is_down() or now - self._waiting_since >= PAUSE_AFTER_S:
+        stopped = self.dependencies.is_down() or not self.breaker.accepting
+        if stopped or now - self._waiting_since >= PAUSE_AFTER_S:
             self.backpressure.apply(self.rebalancer.assignment, pause=True)
             self._put_back(self.client.consume(1, 0))  # serves rebalances, keeps membership
             self.liveness.polled()
@@ -304,14 +338,15 @@ class Pipeline:
     def _put_back(self, messages: list[Any]) -> None:
         """Messages polled but not taken: rewind to them, so that they are read again."""
         for message in messages:
-            if message.error() is not None:
-                continue
-            try:
-                self.client.seek(
-                    TopicPartition(message.topic(), message.partition(), message.offset())
-                )
-            except KafkaException as exc:
-                log.info("%s: not rewinding: %s", self._who, exc.args[0].str())
+            if message.error() is None:
+                self._rewind(message.topic(), message.partition(), message.offset())
+
+    def _rewind(self, topic: str, partition: int, offset: int) -> None:
+        """Read ``topic[partition]`` again from ``offset``."""
+        try:
+            self.client.seek(TopicPartition(topic, partition, offset))
+        except KafkaException as exc:
+            log.info("%s: not rewinding: %s", self._who, exc.args[0].str())
 
     # Taking messages --------------------------------------------------------------
 
@@ -320,6 +355,8 @@ class Pipeline:
 
         (``Any``: a record message always has a topic, partition and offset.)
         """
+        if self.due is not None:
+            messages = self.due.admit(messages)  # not due yet: rewound, partition held
         works: list[Work] = []
         taken = 0
         lane = self._lane
@@ -355,7 +392,7 @@ class Pipeline:
                 decoded.append(work)
             elif isinstance(problem, DeserializationError):
                 skipped.add(id(work))
-                self._forward(work, self._policy.on_undecodable(work, problem))
+                self._undecodable(work, problem)
             else:  # the registry is unreachable: the rest of the batch waits with it
                 self.dependencies.failed(SCHEMA_REGISTRY, problem)
                 self._parked.wait_for_registry(works[index:])
@@ -417,6 +454,7 @@ class Pipeline:
                 tracker.live -= 1
                 self._held -= 1
         self.stats.processed += len(works)
+        self.breaker.succeeded(len(works))
 
     def _hold(self, works: list[Work]) -> None:
         for work in works:
@@ -480,12 +518,14 @@ class Pipeline:
             self._gate.release(keys)
         self.sink.serve()
         self._restart_due()
+        if self.due is not None:
+            self.due.resume_due()
         self.commit_stage.turn(self.trackers, self._held)
         if self._commit_requested.is_set():
             self._commit_requested.clear()
             self.commit_now()
             self._committed.set()
-        if self.dependencies.is_down():
+        if self.dependencies.is_down() or self.breaker.state is BreakerState.OPEN:
             self.backpressure.apply(self.rebalancer.assignment, pause=True)
         now = time.monotonic()
         if now >= self._gauges_at:
@@ -500,6 +540,7 @@ class Pipeline:
             return
         if work.error is None:
             self.stats.processed += 1
+            self.breaker.record(None)
             event = work.event
             self._observer.processed(work.tracker.topic, event.timestamp if event else None)
             if work.claim is not None:
@@ -507,6 +548,7 @@ class Pipeline:
             else:
                 self._finish(work)
             return
+        self.breaker.record(error_type_name(work.error))
         decision = self._policy.on_failure(work, work.error)
         leaving = self._closing or self.stopping.is_set()
         if not self._owned(work) or (leaving and isinstance(decision, RetryLater)):
@@ -570,7 +612,7 @@ class Pipeline:
             self._start(self.dispatcher.release(work))
             self._drop([work])
         elif isinstance(problem, DeserializationError):
-            self._forward(work, self._policy.on_undecodable(work, problem))
+            self._undecodable(work, problem)
         else:
             self.dependencies.failed(SCHEMA_REGISTRY, problem)
             self._parked.wait_for_registry([work])
@@ -588,7 +630,7 @@ class Pipeline:
             if problem is None:
                 decoded.append(work)
             else:
-                self._forward(work, self._policy.on_undecodable(work, problem))
+                self._undecodable(work, problem)
         claimed = [work for work in decoded if work.claim is not None or self._gate is None]
         for work in claimed:
             self._start(self.dispatcher.unblock(work))
@@ -596,9 +638,16 @@ class Pipeline:
         if unclaimed:
             self._claim(unclaimed)
 
+    def _undecodable(self, work: Work, problem: DeserializationError) -> None:
+        """``work``'s message cannot be decoded: a failure; it goes to the dead letters."""
+        self.breaker.record(error_type_name(problem))
+        self._forward(work, self._policy.on_undecodable(work, problem))
+
     def _forward(self, work: Work, decision: Forward) -> None:
-        log.warning(
-            "dead-lettering %s[%s]@%s to %s: %s",
+        log.log(
+            logging.INFO if decision.stage is not None else logging.WARNING,
+            "%s %s[%s]@%s to %s: %s",
+            "retrying" if decision.stage is not None else "dead-lettering",
             work.tracker.topic,
             work.tracker.partition,
             work.offset,
@@ -619,8 +668,12 @@ class Pipeline:
             return
         self.dependencies.ok(DEAD_LETTER_TOPIC)
         decision = self._letters.pop(work)
-        self.stats.dead_lettered += 1
-        self._observer.dead_lettered(work.tracker.topic, decision.reason)
+        if decision.stage is not None:
+            self.stats.retries += 1
+            self._observer.retry_hop(decision.stage.source, decision.stage.delay)
+        else:
+            self.stats.dead_lettered += 1
+            self._observer.dead_lettered(work.tracker.topic, decision.reason)
         if work.claim is not None:
             self._to_release.append(work.claim)
         self._finish(work)
@@ -655,6 +708,18 @@ class Pipeline:
         self._observer.watermark_lags(
             {(t.topic, str(t.partition)): t.lag for t in self.trackers.all()}
         )
+        if self.due is not None:
+            self._observer.retries_waiting(self.due.waiting)
+        self._observer.breaker(
+            open_=not self.breaker.accepting, failure_rate=self.breaker.failure_rate
+        )
+
+    def _breaker_changed(self, breaker: FailureBreaker) -> None:
+        tripped = breaker.trips > self.stats.breaker_trips
+        self.stats.breaker_trips = breaker.trips
+        self._observer.breaker(
+            open_=not breaker.accepting, failure_rate=breaker.failure_rate, tripped=tripped
+        )
 
     # Partitions leaving, stopping, committing -------------------------------------
 
@@ -664,6 +729,8 @@ class Pipeline:
         self._in_callback = True
         try:
             self._drop_waiting(lambda work: work.tracker.key in partitions)
+            if self.due is not None:
+                self.due.forget(partitions)
             self._deferred = [work for work in self._deferred if work.tracker.key not in partitions]
             trackers = [t for t in self.trackers.all() if t.key in partitions]
             if commit:

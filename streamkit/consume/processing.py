@@ -64,6 +64,8 @@ class ConsumerStats:
     """Messages skipped because a previous owner had finished them (commit metadata)."""
     dependency_outages: int = 0
     """Times a dependency (registry, dedup store, dead-letter topic) went down."""
+    breaker_trips: int = 0
+    """Times the failure breaker opened (see :mod:`streamkit.consume.breaker`)."""
     in_flight_peak: int = 0
     """Most messages held at once (bounded by ``max_in_flight``)."""
     handler_seconds: deque[float] = field(

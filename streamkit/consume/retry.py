@@ -5,24 +5,28 @@ A :class:`RetryPolicy` answers each failure with a decision:
 - :class:`RetryLater`: call the handler again after a delay. The message keeps its
   lane (its key's later events wait behind it) but not its handler slot: other keys
   run meanwhile, and the poll thread is never held.
-- :class:`Forward`: produce the message to another topic (the dead-letter topic today;
-  a delayed retry topic is another policy's answer); its offset is finished once that
-  topic acknowledged it.
+- :class:`Forward`: produce the message to another topic (the dead-letter topic, or a
+  delayed retry topic: :class:`~streamkit.consume.retry_topics.TopicRetry`); its offset
+  is finished once that topic acknowledged it.
 
 :class:`InPlaceRetry` is the default: ``max_retries`` attempts after the first, with
 exponential backoff from ``retry_backoff_ms`` capped at ``retry_backoff_max_ms``, then
-the dead-letter topic (``<topic><dead_letter_suffix>``).
+the dead-letter topic (``<topic><dead_letter_suffix>``). Under ``retry_policy="block"``
+it waits the ``retry_delays`` instead, one after the other.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from streamkit.consume.dead_letter import DeadLetter, dead_letter
 from streamkit.consume.work import Work
 from streamkit.settings import ConsumerSettings
+
+if TYPE_CHECKING:
+    from streamkit.consume.retry_topics import RetryStage
 
 __all__ = ["Decision", "Forward", "InPlaceRetry", "RetryLater", "RetryPolicy"]
 
@@ -39,12 +43,14 @@ class Forward:
     """Produce ``letter`` and finish the message once it is acknowledged.
 
     ``reason`` labels the metric (``undecodable``, ``handler_failed``); ``error`` is
-    what failed.
+    what failed; ``stage`` is the retry stage when ``letter`` goes to a retry topic,
+    None for a dead letter.
     """
 
     letter: DeadLetter
     reason: str
     error: BaseException
+    stage: RetryStage | None = None
 
 
 Decision = RetryLater | Forward
@@ -63,11 +69,12 @@ class RetryPolicy(Protocol):
 
 
 class InPlaceRetry:
-    """Retries with exponential backoff, then the dead-letter topic.
+    """Retries with exponential backoff (or the ``retry_delays``), then the dead-letter topic.
 
     Args:
         settings: ``max_retries``, ``retry_backoff_ms``, ``retry_backoff_max_ms`` and
-            ``dead_letter_suffix``.
+            ``dead_letter_suffix``; ``retry_delays``, when set, replace the first three
+            (``retry_policy="block"``: each delay waited in place).
         group: the consumer group, written into the dead letter's headers.
         retriable: which errors are worth another call (default: all); the others go
             to the dead-letter topic at once.
@@ -82,21 +89,28 @@ class InPlaceRetry:
         self._settings = settings
         self._group = group
         self._retriable = retriable
+        self._delays = settings.retry_delay_seconds
+        self._retries = len(self._delays) if self._delays else settings.max_retries
 
     def __repr__(self) -> str:
         s = self._settings
+        if self._delays:
+            return f"InPlaceRetry(delays={list(s.retry_delays)})"
         return (
             f"InPlaceRetry(max_retries={s.max_retries}, backoff_ms={s.retry_backoff_ms}, "
             f"backoff_max_ms={s.retry_backoff_max_ms})"
         )
 
     def delay_s(self, retry: int) -> float:
-        """Seconds before retry number ``retry`` (1-based): doubling, capped."""
+        """Seconds before retry number ``retry`` (1-based): its delay of ``retry_delays``,
+        else doubling from ``retry_backoff_ms``, capped."""
+        if self._delays:
+            return self._delays[retry - 1]
         s = self._settings
         return float(min(s.retry_backoff_ms * 2 ** (retry - 1), s.retry_backoff_max_ms) / 1000)
 
     def on_failure(self, work: Work, error: BaseException) -> Decision:
-        if work.attempts <= self._settings.max_retries and self._retriable(error):
+        if work.attempts <= self._retries and self._retriable(error):
             return RetryLater(self.delay_s(work.attempts))
         return self._forward(work, error, "handler_failed")
 

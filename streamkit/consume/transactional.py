@@ -7,7 +7,9 @@ the outputs *and* the consumed offsets in one Kafka transaction per poll:
 1. ``begin_transaction``;
 2. per input: decode, ``transform`` (retried with the consumer's backoff), produce the
    outputs; an input that cannot be decoded, or whose transform keeps failing, goes to
-   the dead-letter topic (``<topic>.dlq``) inside the same transaction;
+   the dead-letter topic (``<topic>.dlq``) inside the same transaction (with
+   ``retry_delays``, a failed input goes to its next retry topic in the transaction
+   instead, and the processor reads its retry topics too);
 3. once every input of the poll is finished: ``send_offsets_to_transaction`` with each
    partition's watermark and the group metadata;
 4. ``commit_transaction``.
@@ -54,7 +56,7 @@ from streamkit.consume.dispatch import Ordering
 from streamkit.consume.offsets import OffsetTrackers, PartitionTracker, commits
 from streamkit.consume.pipeline import Pipeline
 from streamkit.consume.processing import ConsumerStats, install_stop_signals, restore_signals
-from streamkit.consume.retry import InPlaceRetry
+from streamkit.consume.retry_topics import retry_policy
 from streamkit.consume.work import Work
 from streamkit.errors import ConfigError, ConfigProblem, RegistryError, StreamkitError
 from streamkit.observability.metrics import NullConsumerMetrics
@@ -407,6 +409,9 @@ class TransactionalProcessor:
             )
             return transaction[0]
 
+        policy, retry_topics = retry_policy(
+            consumer_settings, self.group_id, self.topics, retriable=_retriable
+        )
         self._pipeline = Pipeline(
             self._consumer,
             group=self.group_id,
@@ -414,7 +419,8 @@ class TransactionalProcessor:
             settings=consumer_settings,
             decode=Decode(EventDecoder(self._registry, reader_schemas)),
             gate=None,
-            policy=InPlaceRetry(consumer_settings, self.group_id, retriable=_retriable),
+            policy=policy,
+            retry_topics=retry_topics,
             sink=lambda settled: _TransactionSink(transaction[0], settled),
             observer=NullConsumerMetrics(),
             stats=pipeline_stats,

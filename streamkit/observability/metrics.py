@@ -198,6 +198,37 @@ class StreamkitMetrics:
             ["group", "dependency"],
             registry=reg,
         )
+        self.retry_hops = Counter(
+            f"{PREFIX}_retry_hops",
+            "Failed events sent to a retry topic, by source topic and delay stage.",
+            ["topic", "group", "delay"],
+            registry=reg,
+        )
+        self.retry_waiting = Gauge(
+            f"{PREFIX}_retry_partitions_waiting",
+            "Retry-topic partitions paused until their next message is due.",
+            ["group"],
+            registry=reg,
+        )
+        self.breaker_open = Gauge(
+            f"{PREFIX}_breaker_open",
+            "1 while the failure breaker stops the consumer taking messages (open or "
+            "probing), 0 while closed.",
+            ["group"],
+            registry=reg,
+        )
+        self.breaker_failure_ratio = Gauge(
+            f"{PREFIX}_breaker_failure_ratio",
+            "Share of the breaker's window of recent outcomes that failed.",
+            ["group"],
+            registry=reg,
+        )
+        self.breaker_trips = Counter(
+            f"{PREFIX}_breaker_trips",
+            "Times the failure breaker opened.",
+            ["group"],
+            registry=reg,
+        )
         self.outbox_pending = Gauge(
             f"{PREFIX}_outbox_pending_rows",
             "Committed outbox rows not yet published (sampled by the relay).",
@@ -466,6 +497,22 @@ class ConsumerMetrics:
             child = self._metrics.dedup_remembered_ids.labels(self.group)
             child.set_function(_Refreshed(lambda: stats().remembered_ids, every_s, clock))
 
+    def retry_hop(self, topic: str, delay: str) -> None:
+        """A failed event of ``topic`` was sent to its ``delay`` retry topic."""
+        self._metrics.retry_hops.labels(topic, self.group, delay).inc()
+
+    def retries_waiting(self, partitions: int) -> None:
+        """Retry partitions paused until their next message is due."""
+        self._metrics.retry_waiting.labels(self.group).set(partitions)
+
+    def breaker(self, *, open_: bool, failure_rate: float, tripped: bool = False) -> None:
+        """The failure breaker's state (``tripped``: it just opened)."""
+        metrics = self._metrics
+        metrics.breaker_open.labels(self.group).set(1 if open_ else 0)
+        metrics.breaker_failure_ratio.labels(self.group).set(failure_rate)
+        if tripped:
+            metrics.breaker_trips.labels(self.group).inc()
+
     def close(self) -> None:
         """Drop the per-partition series of this member (it left the group)."""
         self.set_lags({})
@@ -522,6 +569,15 @@ class NullConsumerMetrics(ConsumerMetrics):
         pass
 
     def watch_dedup(self, store: object, **_: Any) -> None:
+        pass
+
+    def retry_hop(self, topic: str, delay: str) -> None:
+        pass
+
+    def retries_waiting(self, partitions: int) -> None:
+        pass
+
+    def breaker(self, *, open_: bool, failure_rate: float, tripped: bool = False) -> None:
         pass
 
     def close(self) -> None:

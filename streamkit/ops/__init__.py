@@ -1,1 +1,1 @@
-"""Operations: admin (topics, lag), ACLs, readiness checks."""
+"""Operations: admin (topics, lag), ACLs, readiness checks, dead-letter inspect and replay."""

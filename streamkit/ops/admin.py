@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
@@ -18,6 +18,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 from streamkit.client.config import client_config, topic_config
 from streamkit.client.connect import connect
 from streamkit.client.diagnose import kafka_errors
+from streamkit.consume.retry_topics import RetryTopics, is_retry_topic
 from streamkit.errors import KafkaClientError
 from streamkit.ops.acl import AclChange, AclSpec, ensure_acls
 from streamkit.settings import StreamkitSettings, load_settings
@@ -96,14 +97,18 @@ class StreamkitAdmin:
             return None
         return len(found.partitions)
 
-    def ensure_topics(self, specs: Iterable[TopicSpec]) -> list[TopicChange]:
+    def ensure_topics(
+        self, specs: Iterable[TopicSpec], *, retry_topics: bool = True
+    ) -> list[TopicChange]:
         """Create missing topics; grow partitions and set configs of existing ones.
 
         Idempotent. A topic with more partitions than declared is left alone (Kafka
-        cannot shrink a topic) and reported.
+        cannot shrink a topic) and reported. With ``STREAMKIT_CONSUMER__RETRY_DELAYS``
+        set (retry policy ``topics``) and ``retry_topics``, each topic's retry topics
+        are ensured after it, with its partition count and configs.
         """
         changes: list[TopicChange] = []
-        for spec in specs:
+        for spec in self._with_retry_topics(specs) if retry_topics else specs:
             existing = self.partitions(spec.name)
             if existing is None:
                 changes.append(self._create(spec))
@@ -128,6 +133,24 @@ class StreamkitAdmin:
                 or [TopicChange(spec.name, "unchanged", detail)]
             )
         return changes
+
+    def _with_retry_topics(self, specs: Iterable[TopicSpec]) -> list[TopicSpec]:
+        consumer = self.settings.consumer
+        if not consumer.uses_retry_topics:
+            return list(specs)
+        out: list[TopicSpec] = []
+        for spec in specs:
+            out.append(spec)
+            if spec.name.endswith(consumer.dead_letter_suffix) or is_retry_topic(
+                consumer, spec.name
+            ):
+                continue
+            partitions = max(spec.partitions, self.partitions(spec.name) or 0)
+            out += [
+                replace(spec, name=stage.topic, partitions=partitions)
+                for stage in RetryTopics(consumer, [spec.name]).stages(spec.name)
+            ]
+        return out
 
     def _configs(self, spec: TopicSpec) -> dict[str, str]:
         return {**topic_config(self.settings), **spec.config}

@@ -55,7 +55,9 @@ __all__ = [
     "WriterSchemaSource",
     "envelope_headers",
     "frame",
+    "header_items",
     "header_value",
+    "int_header",
     "new_event_id",
     "unframe",
 ]
@@ -151,6 +153,20 @@ def header_value(headers: RawHeaders, name: str) -> bytes | None:
         if key == name:
             found = value
     return found.encode() if isinstance(found, str) else found
+
+
+def header_items(headers: RawHeaders) -> Headers:
+    """``headers`` as a list of ``(name, value)`` pairs (a dict's items, or none)."""
+    return list(headers.items() if isinstance(headers, dict) else headers or ())
+
+
+def int_header(headers: RawHeaders, name: str) -> int | None:
+    """The last value of header ``name`` as an integer, or None (absent or not a number)."""
+    value = header_value(headers, name)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 class EventEncoder:

@@ -5,17 +5,19 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from confluent_kafka import Consumer, DeserializingConsumer, Message, TopicPartition
+from confluent_kafka import Consumer, DeserializingConsumer, Message, Producer, TopicPartition
 from confluent_kafka.serialization import Deserializer, StringDeserializer
 
 from streamkit.client.config import client_config
 from streamkit.consume.consumer import EventConsumer
-from streamkit.ops.admin import StreamkitAdmin
+from streamkit.consume.dead_letter import dead_letter
+from streamkit.ops.admin import StreamkitAdmin, TopicSpec
 from streamkit.produce.producer import EventProducer
 from streamkit.serde.registry import SchemaRegistry
 from streamkit.serde.schemas import SchemaSet, load_schemas
@@ -105,6 +107,85 @@ def raw_messages(
     finally:
         consumer.close()
     return messages
+
+
+def consumer_settings(base: StreamkitSettings, **consumer: Any) -> StreamkitSettings:
+    """``base`` with some ``consumer`` settings replaced."""
+    return base.model_copy(update={"consumer": base.consumer.model_copy(update=consumer)})
+
+
+def read_raw(
+    settings: StreamkitSettings, topic: str, count: int, *, timeout_s: float = 60.0
+) -> list[Any]:
+    """Up to ``count`` raw messages of ``topic`` from its start (a throwaway group), waiting
+    at most ``timeout_s``; then whatever else arrives within half a second."""
+    reader = Consumer(
+        {**client_config(settings, "consumer"), "group.id": f"reader-{time.monotonic_ns()}"}
+    )
+    reader.subscribe([topic])
+    found: list[Any] = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        while len(found) < count and time.monotonic() < deadline:
+            found.extend(m for m in reader.consume(500, 0.5) if m.error() is None)
+        found.extend(m for m in reader.consume(500, 0.5) if m.error() is None)
+    finally:
+        reader.close()
+    return found
+
+
+@dataclass(frozen=True)
+class FailedMessage:
+    """A message of ``topic`` that a consumer gave up on (for :func:`write_dead_letters`)."""
+
+    source: str
+    seq: int
+    partitions: int
+    body: bytes
+
+    def topic(self) -> str:
+        return self.source
+
+    def partition(self) -> int:
+        return self.seq % self.partitions
+
+    def offset(self) -> int:
+        return self.seq // self.partitions
+
+    def key(self) -> bytes:
+        return f"k{self.seq}".encode()
+
+    def value(self) -> bytes:
+        return self.body
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [("event-id", f"id-{self.seq}".encode())]
+
+
+def write_dead_letters(
+    settings: StreamkitSettings,
+    topic: str,
+    failures: Sequence[BaseException],
+    *,
+    partitions: int = 3,
+    body: bytes = b"\x00\x7f\xff\xff\xff" + bytes(200),  # a schema id no registry has
+) -> str:
+    """Write one dead letter per failure to ``<topic>.dlq`` as a consumer builds them
+    (:func:`~streamkit.consume.processing.dead_letter`); return the dead-letter topic."""
+    dlq = f"{topic}{settings.consumer.dead_letter_suffix}"
+    StreamkitAdmin(settings).ensure_topics([TopicSpec(dlq, partitions=partitions)])
+    raw = Producer(client_config(settings, "producer"))
+    for seq, error in enumerate(failures):
+        source = FailedMessage(topic, seq, partitions, body)
+        letter = dead_letter(source, error, attempts=3, group="g", suffix=".dlq")
+        while True:
+            try:
+                raw.produce(letter.topic, letter.value, letter.key, headers=letter.headers)
+                break
+            except BufferError:
+                raw.poll(0.05)
+    assert raw.flush(60) == 0
+    return dlq
 
 
 @pytest.fixture(scope="session")

@@ -84,6 +84,17 @@ SASL_BASE = {
             "kafka.extra",
             {"socket.keepalive.enable": True},
         ),
+        (
+            "STREAMKIT_CONSUMER__RETRY_DELAYS",
+            "5s, 1m,10m",
+            "consumer.retry_delay_seconds",
+            (5.0, 60.0, 600.0),
+        ),
+        ("STREAMKIT_CONSUMER__RETRY_DELAYS", '["1s", "2s"]', "consumer.retry_delays", ("1s", "2s")),
+        ("STREAMKIT_CONSUMER__RETRY_DELAYS", "", "consumer.retry_delays", ()),
+        ("STREAMKIT_CONSUMER__RETRY_POLICY", "block", "consumer.retry_policy", "block"),
+        ("STREAMKIT_CONSUMER__FAILURE_RATE_LIMIT", "0.8", "consumer.failure_rate_limit", 0.8),
+        ("STREAMKIT_CONSUMER__FAILURE_WINDOW", "50", "consumer.failure_window", 50),
     ],
 )
 def test_each_variable_is_parsed(
@@ -215,6 +226,19 @@ INVALID = [
     ({"STREAMKIT_PRODUCER__EXTRA": '{"linger.ms": '}, "STREAMKIT_PRODUCER__*"),
     ({"STREAMKIT_DEDUP__URL": "mysql://db/x"}, "STREAMKIT_DEDUP__URL"),
     ({"STREAMKIT_METRICS__PORT": "70000"}, "STREAMKIT_METRICS__PORT"),
+    ({"STREAMKIT_CONSUMER__RETRY_DELAYS": "5s,soon"}, "STREAMKIT_CONSUMER__RETRY_DELAYS"),
+    ({"STREAMKIT_CONSUMER__RETRY_DELAYS": "5s,0s"}, "STREAMKIT_CONSUMER__RETRY_DELAYS"),
+    ({"STREAMKIT_CONSUMER__RETRY_DELAYS": "1m,1m"}, "STREAMKIT_CONSUMER__RETRY_DELAYS"),
+    (
+        {"STREAMKIT_CONSUMER__RETRY_TOPIC_TEMPLATE": "{topic}-retry"},
+        "STREAMKIT_CONSUMER__RETRY_TOPIC_TEMPLATE",
+    ),
+    (
+        {"STREAMKIT_CONSUMER__RETRY_TOPIC_TEMPLATE": "{topic}.{delay}.{n}"},
+        "STREAMKIT_CONSUMER__RETRY_TOPIC_TEMPLATE",
+    ),
+    ({"STREAMKIT_CONSUMER__FAILURE_RATE_LIMIT": "0"}, "STREAMKIT_CONSUMER__FAILURE_RATE_LIMIT"),
+    ({"STREAMKIT_CONSUMER__FAILURE_RATE_LIMIT": "1.5"}, "STREAMKIT_CONSUMER__FAILURE_RATE_LIMIT"),
 ]
 
 

@@ -16,7 +16,7 @@ from streamkit.consume.decode import Decode
 from streamkit.consume.dedup_gate import DedupGate
 from streamkit.consume.pipeline import Pipeline
 from streamkit.consume.processing import ConsumerStats
-from streamkit.consume.retry import InPlaceRetry
+from streamkit.consume.retry_topics import retry_policy
 from streamkit.consume.work import Work
 from streamkit.dedup import ClaimResult, DedupStore, MemoryDedupStore
 from streamkit.errors import DedupStoreError, DeliveryError, DeserializationError, RegistryError
@@ -295,6 +295,7 @@ def make_harness(
         sinks.append(FakeSink(settled))
         return sinks[0]
 
+    policy, retry_topics = retry_policy(settings, "g", ["t"])
     pipeline = Pipeline(
         client,
         group="g",
@@ -302,7 +303,8 @@ def make_harness(
         settings=settings,
         decode=Decode(decoder),  # type: ignore[arg-type]
         gate=DedupGate(store, "g") if store is not None else None,
-        policy=InPlaceRetry(settings, "g"),
+        policy=policy,
+        retry_topics=retry_topics,
         sink=sink,
         observer=NullConsumerMetrics(),
         stats=ConsumerStats(),

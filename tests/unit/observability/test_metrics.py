@@ -42,6 +42,11 @@ EXPECTED_NAMES = {
     "streamkit_outbox_oldest_pending_age_seconds",
     "streamkit_outbox_published",
     "streamkit_outbox_publish_errors",
+    "streamkit_retry_hops",
+    "streamkit_retry_partitions_waiting",
+    "streamkit_breaker_open",
+    "streamkit_breaker_failure_ratio",
+    "streamkit_breaker_trips",
 }
 
 
@@ -277,3 +282,21 @@ def test_pipeline_gauges_and_dependency_state() -> None:
     assert _value(metrics, "streamkit_dependency_up", group="g", dependency="dedup_store") == 0
     consumer.close()
     assert _value(metrics, "streamkit_consumer_watermark_lag", **lag) is None
+
+
+def test_retry_and_breaker_metrics() -> None:
+    metrics = StreamkitMetrics()
+    consumer = metrics.consumer("g")
+    consumer.retry_hop("orders", "5s")
+    consumer.retry_hop("orders", "5s")
+    consumer.retry_hop("orders", "1m")
+    consumer.retries_waiting(2)
+    consumer.breaker(open_=True, failure_rate=0.55, tripped=True)
+    consumer.breaker(open_=True, failure_rate=0.6)
+    hops = {"topic": "orders", "group": "g"}
+    assert _value(metrics, "streamkit_retry_hops_total", **hops, delay="5s") == 2
+    assert _value(metrics, "streamkit_retry_hops_total", **hops, delay="1m") == 1
+    assert _value(metrics, "streamkit_retry_partitions_waiting", group="g") == 2
+    assert _value(metrics, "streamkit_breaker_open", group="g") == 1
+    assert _value(metrics, "streamkit_breaker_failure_ratio", group="g") == 0.6
+    assert _value(metrics, "streamkit_breaker_trips_total", group="g") == 1
