@@ -36,15 +36,20 @@ class Env:
     redis: str = ""
 
 
+HANDLER_WAIT_S = 0.005  # the I/O-bound phase: every handler waits this long
+
+
 @dataclass(frozen=True)
 class Timing:
     """Wall and CPU seconds (the whole process: librdkafka's threads too) for the
-    measured ``count`` records; latency runs add samples in ms."""
+    measured ``count`` records; latency runs add samples in ms; ``peak_rss_mb`` is the
+    process's peak resident memory (set by the runner)."""
 
     seconds: float
     count: int
     cpu_seconds: float = 0.0
     latencies_ms: tuple[float, ...] = ()
+    peak_rss_mb: float = 0.0
 
 
 class Stopwatch:

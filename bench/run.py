@@ -14,15 +14,22 @@ counts (the machine is shared, so the best one is the least disturbed). The late
 run offers records at a fixed rate and measures send-to-handler time. Every figure is
 also given as a ratio to the floor of the same run. Prints a table and writes
 ``bench/results/latest.json``.
+
+The ``io`` phase gives every consumer a handler that waits 5 ms (I/O-bound work): one
+consumer process, a 12-partition topic of ``--io-messages`` events over ``--io-keys``
+keys; each contender's rate is compared with its ideal, ``min(concurrency / 5 ms,
+consume floor of the same run)`` (the floor: the hand-written loop without the wait).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import multiprocessing
 import os
+import resource
 import statistics
 import sys
 import uuid
@@ -34,7 +41,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a file: make `bench` and `tests` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import REPO, Env, Timing
+from bench.common import HANDLER_WAIT_S, REPO, Env, Timing
 
 _C = "bench.contenders."
 # name -> (module, function, keyword arguments)
@@ -56,6 +63,33 @@ CONSUME: dict[str, tuple[str, str, dict[str, Any]]] = {
     "quixstreams": (_C + "quix", "consume", {}),
 }
 LATENCY: dict[str, str] = {"floor": _C + "floor", "streamkit": _C + "streamkit_"}
+_WAIT = {"handler_wait_s": HANDLER_WAIT_S}
+_SK = _C + "streamkit_"
+# I/O-bound phase: name -> (module, function, keyword arguments, concurrency). The
+# floor (concurrency 0) has no handler wait: it is the consume floor of the run.
+IO: dict[str, tuple[str, str, dict[str, Any], int]] = {
+    "floor": (_C + "floor", "consume", {}, 0),
+    "confluent-loop": (_C + "floor", "consume", _WAIT, 1),
+    "streamkit-c1": (_SK, "consume", _WAIT, 1),
+    "streamkit-c1-redis": (_SK, "consume", {**_WAIT, "backend": "redis"}, 1),
+    "streamkit-sync-64": (_SK, "consume", {**_WAIT, "concurrency": 64}, 64),
+    "streamkit-sync-64-redis": (
+        _SK,
+        "consume",
+        {**_WAIT, "concurrency": 64, "backend": "redis"},
+        64,
+    ),
+    "streamkit-async-256": (_SK, "consume", {**_WAIT, "concurrency": 256, "coroutine": True}, 256),
+    "streamkit-async-256-redis": (
+        _SK,
+        "consume",
+        {**_WAIT, "concurrency": 256, "coroutine": True, "backend": "redis"},
+        256,
+    ),
+    "faststream-256": (_C + "faststream_", "consume", {**_WAIT, "max_workers": 256}, 256),
+    "quixstreams": (_C + "quix", "consume", _WAIT, 1),
+}
+IO_WARMUP = 500
 CHILD_TIMEOUT_S = 600.0
 
 
@@ -63,7 +97,11 @@ def _child(
     module: str, function: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any
 ) -> None:
     try:
-        out.send(getattr(importlib.import_module(module), function)(*args, **kwargs))
+        result = getattr(importlib.import_module(module), function)(*args, **kwargs)
+        if isinstance(result, Timing):  # ru_maxrss: kilobytes on Linux
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            result = dataclasses.replace(result, peak_rss_mb=round(peak, 1))
+        out.send(result)
     except BaseException as exc:
         out.send(RuntimeError(f"{type(exc).__name__}: {exc}"))
         raise
@@ -120,12 +158,12 @@ def _cluster(need_redis: bool) -> Iterator[Env]:
         yield Env(bootstrap, registry, redis)
 
 
-def _topic(env: Env, kind: str) -> str:
+def _topic(env: Env, kind: str, partitions: int = 3) -> str:
     from bench.common import settings
     from streamkit.ops.admin import StreamkitAdmin, TopicSpec
 
     topic = f"bench-{kind}-{uuid.uuid4().hex[:8]}"
-    StreamkitAdmin(settings(env)).ensure_topics([TopicSpec(topic, partitions=3)])
+    StreamkitAdmin(settings(env)).ensure_topics([TopicSpec(topic, partitions=partitions)])
     return topic
 
 
@@ -182,6 +220,57 @@ def _throughput(
     return results
 
 
+def _io(
+    env: Env, table: dict[str, tuple[str, str, dict[str, Any], int]], args: argparse.Namespace
+) -> dict[str, dict[str, Any]]:
+    """Every contender with a 5 ms handler over one 12-partition topic; ratio to ideal."""
+    topic = _topic(env, "io", partitions=12)
+    _Process(_C + "floor", "fill", env, topic, args.io_messages, keys=args.io_keys).result()
+    best: dict[str, Timing] = {}
+    errors: dict[str, str] = {}
+    for round_ in range(1, args.io_rounds + 1):
+        for name, (module, function, kwargs, concurrency) in table.items():
+            measured = args.io_messages - IO_WARMUP
+            if concurrency == 1:  # handler-bound at 1 / 5 ms: fewer records tell the rate
+                measured = min(measured, args.io_sequential)
+            try:
+                timing: Timing = _Process(
+                    module, function, env, topic, measured, IO_WARMUP, **kwargs
+                ).result()
+            except Exception as exc:
+                errors[name] = str(exc)
+                print(f"  io       {name:26} round {round_}: FAILED {exc}", flush=True)
+                continue
+            rate = timing.count / timing.seconds
+            print(
+                f"  io       {name:26} round {round_}: {rate:9.0f} msgs/s"
+                f"  peak RSS {timing.peak_rss_mb:6.1f} MB",
+                flush=True,
+            )
+            if name not in best or rate > best[name].count / best[name].seconds:
+                best[name] = timing
+    floor = best["floor"].count / best["floor"].seconds if "floor" in best else float("nan")
+    results: dict[str, dict[str, Any]] = {}
+    for name, (_, _, _, concurrency) in table.items():
+        if name not in best:
+            results[name] = {"msgs_per_s": None, "error": errors.get(name)}
+            continue
+        timing = best[name]
+        rate = timing.count / timing.seconds
+        ideal = floor if concurrency == 0 else min(concurrency / HANDLER_WAIT_S, floor)
+        results[name] = {
+            "msgs_per_s": round(rate),
+            "ideal_msgs_per_s": round(ideal),
+            "ratio_to_ideal": round(rate / ideal, 3),
+            "ratio_to_floor": round(rate / floor, 3),
+            "concurrency": concurrency,
+            "peak_rss_mb": timing.peak_rss_mb,
+            "cpu_us_per_msg": round(timing.cpu_seconds / timing.count * 1e6, 1),
+            "messages": timing.count,
+        }
+    return results
+
+
 def _percentile(samples: list[float], fraction: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -222,6 +311,8 @@ def _latency(env: Env, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 
 def _print_table(results: dict[str, dict[str, dict[str, Any]]]) -> None:
+    if not (results["produce"] or results["consume"] or results["latency"]):
+        return
     print(f"\n{'':9}{'contender':20}{'msgs/s':>10}{'x floor':>9}{'CPU µs/msg':>12}{'x floor':>9}")
     for kind in ("produce", "consume"):
         for name, figures in results[kind].items():
@@ -244,6 +335,24 @@ def _print_table(results: dict[str, dict[str, dict[str, Any]]]) -> None:
             )
 
 
+def _print_io(results: dict[str, dict[str, Any]]) -> None:
+    if not results:
+        return
+    print(
+        f"\n{'io (5 ms handler)':28}{'msgs/s':>10}{'ideal':>10}{'x ideal':>9}"
+        f"{'x floor':>9}{'peak RSS MB':>13}"
+    )
+    for name, figures in results.items():
+        if figures["msgs_per_s"] is None:
+            print(f"{name:28}{'failed':>10}  {figures.get('error')}")
+            continue
+        print(
+            f"{name:28}{figures['msgs_per_s']:>10}{figures['ideal_msgs_per_s']:>10}"
+            f"{figures['ratio_to_ideal']:>9.2f}{figures['ratio_to_floor']:>9.2f}"
+            f"{figures['peak_rss_mb']:>13.1f}"
+        )
+
+
 def _select(table: dict[str, Any], only: set[str] | None) -> dict[str, Any]:
     # The floor always runs: every figure is a ratio to it.
     return {k: v for k, v in table.items() if only is None or k in only or k == "floor"}
@@ -257,7 +366,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=2_000.0, help="latency: offered msgs/s")
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--only", help="comma-separated contender names (the floor always runs)")
-    parser.add_argument("--skip", default="", help="comma-separated: produce,consume,latency")
+    parser.add_argument("--skip", default="", help="comma-separated: produce,consume,latency,io")
+    parser.add_argument("--io-messages", type=int, default=20_000, help="io: events on the topic")
+    parser.add_argument("--io-keys", type=int, default=2_000, help="io: distinct keys")
+    parser.add_argument(
+        "--io-sequential",
+        type=int,
+        default=2_000,
+        help="io: records measured for contenders at concurrency 1 (handler-bound)",
+    )
+    parser.add_argument("--io-rounds", type=int, default=1)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "latest.json")
     args = parser.parse_args(argv)
     only = set(args.only.split(",")) if args.only else None
@@ -265,8 +383,15 @@ def main(argv: list[str] | None = None) -> None:
     produce = {} if "produce" in skip else _select(PRODUCE, only)
     consume = {} if "consume" in skip else _select(CONSUME, only)
     latency_on = "latency" not in skip
-    results: dict[str, dict[str, dict[str, Any]]] = {"produce": {}, "consume": {}, "latency": {}}
-    with _cluster(need_redis="streamkit-redis" in consume) as env:
+    io = {} if "io" in skip else _select(IO, only)
+    results: dict[str, dict[str, dict[str, Any]]] = {
+        "produce": {},
+        "consume": {},
+        "latency": {},
+        "io": {},
+    }
+    need_redis = "streamkit-redis" in consume or any("redis" in name for name in io)
+    with _cluster(need_redis=need_redis) as env:
         print(f"broker {env.bootstrap}, registry {env.registry}", flush=True)
         if produce:
             results["produce"] = _throughput(env, "produce", produce, args)
@@ -274,7 +399,10 @@ def main(argv: list[str] | None = None) -> None:
             results["consume"] = _throughput(env, "consume", consume, args)
         if latency_on:
             results["latency"] = _latency(env, args)
+        if io:
+            results["io"] = _io(env, io, args)
     _print_table(results)
+    _print_io(results["io"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwritten: {args.out}")

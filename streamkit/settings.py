@@ -453,15 +453,72 @@ class ConsumerSettings(_Section):
     """First retry delay (doubles each retry)."""
     retry_backoff_max_ms: int = Field(default=10_000, ge=0)
     """Retry delay cap."""
+    concurrency: int = Field(
+        default=1,
+        ge=1,
+        le=10_000,
+        description=(
+            "Handler calls running at once. 1 runs the handler on the poll thread; more "
+            "runs sync handlers on a thread pool and coroutine handlers as asyncio tasks."
+        ),
+    )
+    ordering: Literal["key", "partition", "none"] = Field(
+        default="key",
+        description=(
+            "What runs one at a time in offset order: events of one key (null keys: of "
+            "one partition), of one partition, or nothing (any order)."
+        ),
+    )
+    max_in_flight: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Most messages held between poll and commit; when reached, partitions are "
+            "paused while polling goes on. Default: 10 x concurrency."
+        ),
+    )
+    drain_timeout_ms: int = Field(
+        default=30_000,
+        ge=0,
+        description=(
+            "On revoke and shutdown, how long to wait for handlers in flight before the "
+            "watermark is committed and the partitions are let go."
+        ),
+    )
     extra: ExtraConfig = Field(
         default_factory=dict, description="librdkafka consumer properties (JSON object)."
     )
+
+    @property
+    def in_flight_limit(self) -> int:
+        """``max_in_flight``, or its default of 10 x ``concurrency``."""
+        return self.max_in_flight or 10 * self.concurrency
+
+    def with_overrides(self, **overrides: Any) -> ConsumerSettings:
+        """A copy with the fields given (None values ignored), validated again.
+
+        Raises:
+            ConfigError: naming each wrong field by its environment variable.
+        """
+        chosen = {name: value for name, value in overrides.items() if value is not None}
+        if not chosen:
+            return self
+        try:
+            return ConsumerSettings.model_validate({**self.model_dump(), **chosen})
+        except ValidationError as exc:
+            raise ConfigError(_problems_of(exc, section="consumer")) from None
 
     @model_validator(mode="after")
     def _check(self) -> Self:
         problems = _Problems("consumer")
         if self.group_id is not None and not self.group_id.strip():
             problems.add("group_id", "is empty", "name the consumer group")
+        if self.max_in_flight is not None and self.max_in_flight < self.concurrency:
+            problems.add(
+                "max_in_flight",
+                f"is {self.max_in_flight}, below concurrency {self.concurrency}",
+                "hold at least as many messages as handlers may run at once",
+            )
         for key in ("enable.auto.commit", "enable.auto.offset.store"):
             if self.extra.get(key) not in (None, False, "false"):
                 problems.add(
@@ -592,14 +649,15 @@ class StreamkitSettings(BaseSettings):
     topics: TopicSettings = Field(default_factory=TopicSettings)
 
 
-def _problems_of(error: ValidationError) -> list[ConfigProblem]:
+def _problems_of(error: ValidationError, section: str | None = None) -> list[ConfigProblem]:
     problems: list[ConfigProblem] = []
     for item in error.errors(include_input=False, include_url=False):
         ctx = item.get("ctx") or {}
         if item["type"] == "streamkit_settings":
             problems.extend(ctx["problems"])
             continue
-        path = [str(part) for part in item["loc"] if isinstance(part, str)]
+        path = [section] if section else []
+        path += [str(part) for part in item["loc"] if isinstance(part, str)]
         problems.append(ConfigProblem(env_var_name(*path), item["msg"]))
     return problems
 

@@ -7,6 +7,11 @@ future (awaiting each publish in turn would make it one round trip per record). 
 subscriber uses ``AckPolicy.ACK``: the offset is committed after the handler, the
 at-least-once contract streamkit keeps (FastStream's default, ``ACK_FIRST``, relies on
 auto-commit before handling).
+
+In the I/O-bound phase the handler awaits ``asyncio.sleep`` and the subscriber runs
+with FastStream's one concurrency option, ``max_workers``: FastStream refuses it with
+any acknowledgement policy but ``ACK_FIRST``, so that contender commits (auto-commit)
+before handling: at most once, a weaker contract than streamkit's.
 """
 
 from __future__ import annotations
@@ -73,11 +78,20 @@ async def _produce(env: Env, topic: str, count: int, warmup: int) -> Timing:
         return watch.stop(count)
 
 
-def consume(env: Env, topic: str, count: int, warmup: int) -> Timing:
-    return asyncio.run(_consume(env, topic, count, warmup))
+def consume(
+    env: Env,
+    topic: str,
+    count: int,
+    warmup: int,
+    handler_wait_s: float = 0.0,
+    max_workers: int = 1,
+) -> Timing:
+    return asyncio.run(_consume(env, topic, count, warmup, handler_wait_s, max_workers))
 
 
-async def _consume(env: Env, topic: str, count: int, warmup: int) -> Timing:
+async def _consume(
+    env: Env, topic: str, count: int, warmup: int, handler_wait_s: float, max_workers: int
+) -> Timing:
     from faststream import AckPolicy
 
     decode_value = avro_decoder(env)
@@ -88,14 +102,19 @@ async def _consume(env: Env, topic: str, count: int, warmup: int) -> Timing:
     async def decoder(message: Any) -> Any:
         return decode_value(message.body)
 
+    concurrent = {"max_workers": max_workers} if max_workers > 1 else {}
+
     @broker.subscriber(
         topic,
         group_id=f"faststream-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest",
-        ack_policy=AckPolicy.ACK,
+        ack_policy=AckPolicy.ACK_FIRST if max_workers > 1 else AckPolicy.ACK,
         decoder=decoder,
+        **concurrent,
     )
     async def handle(_order: Any) -> None:
+        if handler_wait_s:
+            await asyncio.sleep(handler_wait_s)
         if clock.tick():
             done.set()
 

@@ -45,7 +45,9 @@ class _Sender:
         else:
             self.failed += 1
 
-    def send(self, payload: dict[str, Any], seq: int, *, latency: bool = False) -> None:
+    def send(
+        self, payload: dict[str, Any], seq: int, *, latency: bool = False, keys: int = 0
+    ) -> None:
         record = envelope(payload)
         value = self.encode(record)
         envelope_headers = headers(record)
@@ -56,7 +58,7 @@ class _Sender:
                 self.producer.produce(
                     self.topic,
                     value,
-                    str(seq).encode(),
+                    str(seq % keys if keys else seq).encode(),
                     headers=envelope_headers,
                     on_delivery=self._on_delivery,
                 )
@@ -87,15 +89,19 @@ def produce(env: Env, topic: str, count: int, warmup: int) -> Timing:
     return watch.stop(count)
 
 
-def fill(env: Env, topic: str, count: int) -> None:
-    """Write ``count`` records for the consume contenders (not timed)."""
+def fill(env: Env, topic: str, count: int, keys: int = 0) -> None:
+    """Write ``count`` records for the consume contenders (not timed); ``keys``: how many
+    distinct keys (default: one per record)."""
     sender = _Sender(env, topic)
     for i, payload in enumerate(payloads(count)):
-        sender.send(payload, i)
+        sender.send(payload, i, keys=keys)
     sender.settle(count)
 
 
-def consume(env: Env, topic: str, count: int, warmup: int) -> Timing:
+def consume(env: Env, topic: str, count: int, warmup: int, handler_wait_s: float = 0.0) -> Timing:
+    """The hand-written loop: ``consume(500)``, decode, (wait ``handler_wait_s``: a
+    sequential handler doing I/O), store the offset; a synchronous commit per batch."""
+    import time
     import uuid
 
     from confluent_kafka import Consumer
@@ -111,8 +117,12 @@ def consume(env: Env, topic: str, count: int, warmup: int) -> Timing:
             if message.error():
                 continue
             decode(message.value())
+            if handler_wait_s:
+                time.sleep(handler_wait_s)
             consumer.store_offsets(message=message)
             done = clock.tick() or done
+            if done and handler_wait_s:
+                break  # measured enough: the rest would only wait
         if messages:
             consumer.commit(asynchronous=False)
     consumer.close()

@@ -99,13 +99,19 @@ def produce(env: Env, topic: str, count: int, warmup: int) -> Timing:
     return timing
 
 
-def consume(env: Env, topic: str, count: int, warmup: int) -> Timing:
+def consume(env: Env, topic: str, count: int, warmup: int, handler_wait_s: float = 0.0) -> Timing:
+    """A StreamingDataFrame over the topic; ``handler_wait_s``: the handler waits that long
+    (quixstreams processes one message at a time: it has no concurrency option)."""
+    import time
+
     clock = Clock(warmup, count)
     with tempfile.TemporaryDirectory() as directory:
         app = _application(env, directory)
         frame = app.dataframe(_topic(app, env, topic))
 
         def handle(_order: Any) -> None:
+            if handler_wait_s:
+                time.sleep(handler_wait_s)
             if clock.tick():
                 app.stop()
 

@@ -1,7 +1,10 @@
 """streamkit: EventProducer.send and EventConsumer.run, as a service would use them.
 
 ``consume`` takes an optional dedup backend (``memory``, ``sqlite``, ``redis``): the
-``streamkit-<backend>`` contenders claim and complete every event id in that store.
+``streamkit-<backend>`` contenders claim and complete every event id in that store. The
+I/O-bound phase adds a handler that waits (``time.sleep`` in a sync handler, or
+``asyncio.sleep`` in a coroutine handler run by ``AsyncEventConsumer``) and a
+``concurrency``.
 """
 
 from __future__ import annotations
@@ -59,26 +62,95 @@ def _store(env: Env, backend: str | None, directory: str) -> Any:
     return open_store(url)
 
 
-def consume(env: Env, topic: str, count: int, warmup: int, backend: str | None = None) -> Timing:
+def consume(
+    env: Env,
+    topic: str,
+    count: int,
+    warmup: int,
+    backend: str | None = None,
+    concurrency: int = 1,
+    handler_wait_s: float = 0.0,
+    coroutine: bool = False,
+) -> Timing:
     import tempfile
+
+    name = "streamkit" + (f"-{backend}" if backend else "")
+    with tempfile.TemporaryDirectory() as directory:
+        store = _store(env, backend, directory)
+        try:
+            run = _consume_async if coroutine else _consume_sync
+            clock = run(env, topic, count, warmup, store, concurrency, handler_wait_s)
+        finally:
+            if store is not None:
+                store.close()
+    return clock.timing(name)
+
+
+def _consume_sync(
+    env: Env,
+    topic: str,
+    count: int,
+    warmup: int,
+    store: Any,
+    concurrency: int,
+    handler_wait_s: float,
+) -> Clock:
+    import threading
+    import time
 
     from streamkit.consume.consumer import EventConsumer
 
     clock = Clock(warmup, count)
+    lock = threading.Lock()  # handlers may run on several threads
     consumer: EventConsumer | None = None
 
     def handle(_event: Any) -> None:
-        if clock.tick() and consumer is not None:
+        if handler_wait_s:
+            time.sleep(handler_wait_s)
+        with lock:
+            done = clock.tick()
+        if done and consumer is not None:
             consumer.stop()
 
-    with tempfile.TemporaryDirectory() as directory:
-        store = _store(env, backend, directory)
-        consumer = EventConsumer([topic], handle, settings=_settings(env), dedup=store)
-        with consumer:
-            consumer.run(idle_timeout_s=60, handle_signals=False)
-        if store is not None:
-            store.close()
-    return clock.timing(f"streamkit-{backend}" if backend else "streamkit")
+    consumer = EventConsumer(
+        [topic], handle, settings=_settings(env), dedup=store, concurrency=concurrency
+    )
+    with consumer:
+        consumer.run(idle_timeout_s=60, handle_signals=False)
+    return clock
+
+
+def _consume_async(
+    env: Env,
+    topic: str,
+    count: int,
+    warmup: int,
+    store: Any,
+    concurrency: int,
+    handler_wait_s: float,
+) -> Clock:
+    import asyncio
+
+    from streamkit.consume.aio import AsyncEventConsumer
+
+    clock = Clock(warmup, count)
+
+    async def main() -> None:
+        consumer: AsyncEventConsumer | None = None
+
+        async def handle(_event: Any) -> None:
+            await asyncio.sleep(handler_wait_s)
+            if clock.tick() and consumer is not None:
+                consumer.stop()
+
+        consumer = AsyncEventConsumer(
+            [topic], handle, settings=_settings(env), dedup=store, concurrency=concurrency
+        )
+        async with consumer:
+            await consumer.run(idle_timeout_s=60, handle_signals=False)
+
+    asyncio.run(main())
+    return clock
 
 
 def latency_produce(env: Env, topic: str, total: int, rate: float) -> None:

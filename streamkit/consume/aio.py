@@ -1,11 +1,12 @@
-"""asyncio face of :class:`~streamkit.consume.consumer.EventConsumer`, for async services.
+"""asyncio face of the consume pipeline, for async services.
 
-The handler is a coroutine function and runs on the service's event loop, so it can
-use the service's async clients. Polling, decoding, deduplication, retries, dead
-letters and commits are the very same code as the synchronous consumer's (one
-implementation of the at-least-once rules): it runs in a worker thread, as
-``confluent_kafka.aio.AIOConsumer`` runs librdkafka calls in a thread pool, and hands
-each event to the loop, waiting for the handler's outcome before it moves on.
+The handler is a coroutine function; it runs as tasks on the service's own event loop
+(up to ``concurrency`` at once, one key at a time under ``ordering="key"``), so it can
+use the service's async clients, e.g. ``await producer.send_async(...)``. Polling,
+decoding, deduplication, retries, dead letters and commits are the very same code as
+the synchronous consumer's: the pipeline's poll loop runs in a worker thread and hands
+each polled batch to the loop with one ``call_soon_threadsafe`` (never one hop per
+message); a finishing task starts the next task of its slot itself.
 """
 
 from __future__ import annotations
@@ -16,12 +17,17 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Self
 
 from streamkit.consume.consumer import EventConsumer
+from streamkit.consume.executors import AsyncExecutor
 from streamkit.consume.processing import ConsumerStats
 from streamkit.serde.events import Event
 
 __all__ = ["AsyncEventConsumer", "AsyncHandler"]
 
 AsyncHandler = Callable[[Event], Coroutine[Any, Any, Any]]
+
+
+def _not_called(_event: Event) -> None:  # pragma: no cover - the async executor runs instead
+    raise RuntimeError("AsyncEventConsumer runs its handler as tasks on the loop")
 
 
 class AsyncEventConsumer:
@@ -32,13 +38,15 @@ class AsyncEventConsumer:
         handler: ``async def handler(event)``; raising means failure (retried, then
             dead-lettered).
         **options: every keyword argument of :class:`~streamkit.consume.consumer.EventConsumer`
-            (``settings``, ``dedup``, ``reader_schemas``, ``batch_size``, ...).
+            (``settings``, ``dedup``, ``concurrency``, ``ordering``, ``max_in_flight``,
+            ``reader_schemas``, ``batch_size``, ...), except ``batch_handler``.
     """
 
     def __init__(self, topics: Sequence[str], handler: AsyncHandler, **options: Any) -> None:
+        if "batch_handler" in options:
+            raise TypeError("AsyncEventConsumer takes a coroutine handler, not batch_handler")
         self._handler = handler
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._consumer = EventConsumer(topics, self._call_on_loop, **options)
+        self._consumer = EventConsumer(topics, _not_called, **options)
 
     def __repr__(self) -> str:
         return f"Async{self._consumer!r}"
@@ -59,10 +67,10 @@ class AsyncEventConsumer:
         """The (topic, partition) pairs currently assigned to this member."""
         return self._consumer.assignment
 
-    def _call_on_loop(self, event: Event) -> Any:
-        if self._loop is None:  # pragma: no cover - run() sets it first
-            raise RuntimeError("AsyncEventConsumer.run() is not running")
-        return asyncio.run_coroutine_threadsafe(self._handler(event), self._loop).result()
+    @property
+    def consumer(self) -> EventConsumer:
+        """The synchronous face running the poll loop."""
+        return self._consumer
 
     async def run(
         self,
@@ -73,9 +81,13 @@ class AsyncEventConsumer:
     ) -> ConsumerStats:
         """Consume until :meth:`stop`, SIGTERM/SIGINT, or a bound is reached.
 
-        The message in flight is finished and committed before this returns.
+        The handlers in flight are finished and committed before this returns.
         """
-        loop = self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
+        pipeline = self._consumer.pipeline
+        executor = AsyncExecutor(
+            self._handler, pipeline.dispatcher, pipeline.completions, pipeline.timed, loop
+        )
         installed = []
         if handle_signals:
             for signum in (signal.SIGTERM, signal.SIGINT):
@@ -85,26 +97,33 @@ class AsyncEventConsumer:
                 except (NotImplementedError, RuntimeError):  # not the main thread / loop
                     break
         try:
-            return await loop.run_in_executor(
-                None,
-                lambda: self._consumer.run(
-                    max_messages=max_messages,
-                    idle_timeout_s=idle_timeout_s,
-                    handle_signals=False,
-                ),
+            return await asyncio.to_thread(
+                self._consumer.run_with,
+                executor,
+                max_messages=max_messages,
+                idle_timeout_s=idle_timeout_s,
             )
         finally:
             for signum in installed:
                 loop.remove_signal_handler(signum)
 
     def stop(self) -> None:
-        """Ask :meth:`run` to finish the message in flight, commit, and return."""
+        """Ask :meth:`run` to stop taking messages, finish the handlers in flight,
+        commit, and return."""
         self._consumer.stop()
 
     def commit(self) -> None:
-        """Commit the offsets of every message handled so far (manual mode)."""
+        """Commit the offsets of every message finished so far (manual mode)."""
         self._consumer.commit()
 
+    def is_alive(self) -> bool:
+        """See :meth:`EventConsumer.is_alive`."""
+        return self._consumer.is_alive()
+
+    def is_ready(self) -> bool:
+        """See :meth:`EventConsumer.is_ready`."""
+        return self._consumer.is_ready()
+
     async def close(self) -> None:
-        """Commit what was handled, leave the group, release clients."""
-        await asyncio.get_running_loop().run_in_executor(None, self._consumer.close)
+        """Commit what was finished, leave the group, release clients."""
+        await asyncio.to_thread(self._consumer.close)

@@ -1,15 +1,11 @@
-"""What the sync and async consumers share: retry schedule, dead letters, statistics.
-
-These pieces have no I/O of their own, so :class:`~streamkit.consume.consumer.EventConsumer`
-and :class:`~streamkit.consume.aio.AsyncEventConsumer` apply one policy.
-"""
+"""Small pieces every consumer face shares: statistics, polling a batch, usable
+messages, stop signals, the retry schedule and the dedup key of a message."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,32 +17,21 @@ from confluent_kafka import KafkaError
 
 from streamkit.client.diagnose import translate_kafka_error
 from streamkit.errors import AuthorizationError
-from streamkit.serde.events import HEADER_EVENT_ID, Headers, RawHeaders, header_value
+from streamkit.serde.events import HEADER_EVENT_ID, RawHeaders, header_value
 from streamkit.settings import ConsumerSettings
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "DLQ_HEADERS",
     "ConsumerStats",
-    "DeadLetter",
     "KafkaMessage",
     "backoff_delays",
-    "dead_letter",
     "dedup_key",
+    "install_stop_signals",
+    "restore_signals",
+    "take_batch",
+    "usable_message",
 ]
-
-DLQ_HEADERS = (
-    "dlq-reason",
-    "dlq-error-type",
-    "dlq-source-topic",
-    "dlq-source-partition",
-    "dlq-source-offset",
-    "dlq-attempts",
-    "dlq-consumer-group",
-    "dlq-failed-at",
-)
-_MAX_REASON = 2000
 
 
 class KafkaMessage(Protocol):
@@ -65,11 +50,14 @@ HANDLER_SECONDS_KEPT = 10_000
 
 @dataclass
 class ConsumerStats:
-    """Counters of one consumer run.
+    """Counters of a consumer (across its runs).
 
     ``handler_seconds`` keeps the durations of the most recent successful handler
     calls only (bounded, so a long-running consumer does not grow without end); the
     full distribution is the ``streamkit_handler_duration_seconds`` metric.
+    ``mark_delays`` likewise keeps, for the most recent events handled under a dedup
+    store, the seconds from the handler's success until its mark was written: the
+    window in which a crash leaves a handled event unmarked.
     """
 
     consumed: int = 0
@@ -80,7 +68,16 @@ class ConsumerStats:
     dead_lettered: int = 0
     rebalances: int = 0
     commits: int = 0
+    finished_before: int = 0
+    """Messages skipped because a previous owner had finished them (commit metadata)."""
+    dependency_outages: int = 0
+    """Times a dependency (registry, dedup store, dead-letter topic) went down."""
+    in_flight_peak: int = 0
+    """Most messages held at once (bounded by ``max_in_flight``)."""
     handler_seconds: deque[float] = field(
+        default_factory=lambda: deque(maxlen=HANDLER_SECONDS_KEPT), repr=False
+    )
+    mark_delays: deque[float] = field(
         default_factory=lambda: deque(maxlen=HANDLER_SECONDS_KEPT), repr=False
     )
 
@@ -170,39 +167,3 @@ def dedup_key(message: KafkaMessage, key_fn: Callable[[Any], str] | None = None)
     if event_id:
         return event_id.decode(errors="replace")
     return f"{message.topic()}/{message.partition()}/{message.offset()}"
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """A message bound for the dead-letter topic: original bytes plus error headers."""
-
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    headers: Headers
-
-
-def dead_letter(
-    message: KafkaMessage,
-    error: BaseException,
-    *,
-    attempts: int,
-    group: str,
-    suffix: str,
-) -> DeadLetter:
-    """Build the dead letter of ``message``, which failed with ``error``."""
-    reason = f"{type(error).__name__}: {error}"
-    extra: Headers = [
-        ("dlq-reason", reason[:_MAX_REASON].encode()),
-        ("dlq-error-type", f"{type(error).__module__}.{type(error).__qualname__}".encode()),
-        ("dlq-source-topic", str(message.topic()).encode()),
-        ("dlq-source-partition", str(message.partition()).encode()),
-        ("dlq-source-offset", str(message.offset()).encode()),
-        ("dlq-attempts", str(attempts).encode()),
-        ("dlq-consumer-group", group.encode()),
-        ("dlq-failed-at", str(time.time_ns() // 1_000_000).encode()),
-    ]
-    raw = message.headers()
-    items = raw.items() if isinstance(raw, dict) else raw or ()
-    headers: Headers = [(k, v) for k, v in items if v is not None]
-    return DeadLetter(f"{message.topic()}{suffix}", message.key(), message.value(), headers + extra)

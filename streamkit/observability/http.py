@@ -1,8 +1,10 @@
 """The metrics HTTP endpoint, in a background thread.
 
 The endpoint serves ``/metrics`` (Prometheus text format), ``/healthz`` (the process is
-up) and ``/readyz`` (503 until :attr:`MetricsServer.ready` is set, or while the
-``ready`` callable returns False).
+up), ``/readyz`` (503 until :attr:`MetricsServer.ready` is set, or while the ``ready``
+callable returns False) and ``/livez`` (503 while the ``live`` callable returns False,
+e.g. :meth:`EventConsumer.is_alive <streamkit.consume.consumer.EventConsumer.is_alive>`:
+its poll loop stalled or its member was evicted).
 """
 
 from __future__ import annotations
@@ -42,13 +44,14 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class MetricsServer:
-    """``/metrics``, ``/healthz`` and ``/readyz`` over HTTP, in a background thread.
+    """``/metrics``, ``/healthz``, ``/readyz`` and ``/livez`` over HTTP, in a background thread.
 
     Args:
         metrics: whose registry to serve (or a ``CollectorRegistry``).
         host: bind address (default loopback only).
         port: TCP port; 0 picks a free one (see :attr:`port` after :meth:`start`).
         ready: readiness check for ``/readyz``; default: the :attr:`ready` flag.
+        live: liveness check for ``/livez``; default: always live.
     """
 
     def __init__(
@@ -58,12 +61,14 @@ class MetricsServer:
         host: str = "127.0.0.1",
         port: int = 0,
         ready: Callable[[], bool] | None = None,
+        live: Callable[[], bool] | None = None,
     ) -> None:
         registry = metrics.registry if isinstance(metrics, StreamkitMetrics) else metrics
         self.host = host
         self.port = port
         self.ready = False
         self._ready_check = ready
+        self._live_check = live
         self._metrics_app = make_wsgi_app(registry)
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -82,6 +87,10 @@ class MetricsServer:
         """What ``/readyz`` answers."""
         return self._ready_check() if self._ready_check is not None else self.ready
 
+    def is_live(self) -> bool:
+        """What ``/livez`` answers."""
+        return self._live_check() if self._live_check is not None else True
+
     def _app(self, environ: dict[str, Any], start_response: _Start) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"
         if path in ("/metrics", "/"):
@@ -93,7 +102,11 @@ class MetricsServer:
             if self.is_ready():
                 return _text(start_response, "200 OK", "ready\n")
             return _text(start_response, "503 Service Unavailable", "not ready\n")
-        return _text(start_response, "404 Not Found", "try /metrics, /healthz or /readyz\n")
+        if path == "/livez":
+            if self.is_live():
+                return _text(start_response, "200 OK", "live\n")
+            return _text(start_response, "503 Service Unavailable", "not live\n")
+        return _text(start_response, "404 Not Found", "try /metrics, /healthz, /readyz or /livez\n")
 
     def start(self) -> Self:
         """Bind and serve in a daemon thread."""
@@ -150,6 +163,7 @@ def serve_metrics(
     host: str = "127.0.0.1",
     port: int = 0,
     ready: Callable[[], bool] | None = None,
+    live: Callable[[], bool] | None = None,
 ) -> MetricsServer:
     """Start a :class:`MetricsServer` (stop it, or use it as a context manager)."""
-    return MetricsServer(metrics, host=host, port=port, ready=ready).start()
+    return MetricsServer(metrics, host=host, port=port, ready=ready, live=live).start()

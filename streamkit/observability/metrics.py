@@ -39,6 +39,7 @@ __all__ = [
     "EVENT_AGE_BUCKETS",
     "HANDLER_BUCKETS",
     "ConsumerMetrics",
+    "NullConsumerMetrics",
     "OutboxMetrics",
     "ProducerMetrics",
     "StreamkitMetrics",
@@ -151,6 +152,38 @@ class StreamkitMetrics:
             f"{PREFIX}_consumer_lag",
             "Messages behind the partition end, per partition (librdkafka statistics).",
             ["topic", "group", "partition"],
+            registry=reg,
+        )
+        self.in_flight = Gauge(
+            f"{PREFIX}_consumer_in_flight",
+            "Messages held between poll and commit (bounded by max_in_flight).",
+            ["group"],
+            registry=reg,
+        )
+        self.handlers_running = Gauge(
+            f"{PREFIX}_consumer_handlers_running",
+            "Handler calls running now (the concurrency in use).",
+            ["group"],
+            registry=reg,
+        )
+        self.paused_partitions = Gauge(
+            f"{PREFIX}_consumer_paused_partitions",
+            "Partitions paused (backpressure, a dependency down, or by the application).",
+            ["group"],
+            registry=reg,
+        )
+        self.watermark_lag = Gauge(
+            f"{PREFIX}_consumer_watermark_lag",
+            "Offsets polled above the committable watermark (the lowest unfinished "
+            "offset), per partition.",
+            ["topic", "group", "partition"],
+            registry=reg,
+        )
+        self.dependency_up = Gauge(
+            f"{PREFIX}_dependency_up",
+            "1 while a dependency of the consume pipeline answers, 0 while it is waited "
+            "out (dependency: schema_registry, dedup_store, dead_letter_topic).",
+            ["group", "dependency"],
             registry=reg,
         )
         self.outbox_pending = Gauge(
@@ -317,6 +350,7 @@ class ConsumerMetrics:
         self._duplicates = _Children(metrics.duplicates, group)
         self._retries = _Children(metrics.retries, group)
         self._lag_series: set[tuple[str, str]] = set()
+        self._watermark_series: set[tuple[str, str]] = set()
         self._lag_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -380,9 +414,85 @@ class ConsumerMetrics:
                 gauge.labels(topic, self.group, partition).set(lag)
             self._lag_series = set(lags)
 
+    def pipeline(self, *, in_flight: int, running: int, paused: int) -> None:
+        """The pipeline's state: messages held, handlers running, partitions paused."""
+        metrics = self._metrics
+        metrics.in_flight.labels(self.group).set(in_flight)
+        metrics.handlers_running.labels(self.group).set(running)
+        metrics.paused_partitions.labels(self.group).set(paused)
+
+    def watermark_lags(self, lags: dict[tuple[str, str], int]) -> None:
+        """Set the watermark lag of each (topic, partition) owned; drop the others."""
+        gauge = self._metrics.watermark_lag
+        with self._lag_lock:
+            for topic, partition in self._watermark_series - lags.keys():
+                with contextlib.suppress(KeyError):
+                    gauge.remove(topic, self.group, partition)
+            for (topic, partition), lag in lags.items():
+                gauge.labels(topic, self.group, partition).set(lag)
+            self._watermark_series = set(lags)
+
+    def dependency(self, name: str, *, up: bool) -> None:
+        """A dependency went down (``up=False``) or answers again."""
+        self._metrics.dependency_up.labels(self.group, name).set(1 if up else 0)
+
     def close(self) -> None:
-        """Drop the lag series of this member (it left the group)."""
+        """Drop the per-partition series of this member (it left the group)."""
         self.set_lags({})
+        self.watermark_lags({})
+
+
+class NullConsumerMetrics(ConsumerMetrics):
+    """A :class:`ConsumerMetrics` that records nothing: what a consumer without
+    ``metrics`` reports to, so that its code never asks whether metrics are on."""
+
+    def __init__(self, group: str = "") -> None:  # no collectors behind it
+        self.group = group
+
+    def __repr__(self) -> str:
+        return "NullConsumerMetrics()"
+
+    def consumed(self, topic: str) -> None:
+        pass
+
+    def consumed_batch(self, topics: list[str]) -> None:
+        pass
+
+    def processed(self, topic: str, event_timestamp_ms: int | None = None) -> None:
+        pass
+
+    def handler_time(self, topic: str, seconds: float) -> None:
+        pass
+
+    def duplicate(self, topic: str) -> None:
+        pass
+
+    def retry(self, topic: str) -> None:
+        pass
+
+    def dead_lettered(self, topic: str, reason: str) -> None:
+        pass
+
+    def rebalance(self, kind: str) -> None:
+        pass
+
+    def on_statistics(self, stats_json: str) -> None:
+        pass
+
+    def set_lags(self, lags: dict[tuple[str, str], int]) -> None:
+        pass
+
+    def pipeline(self, *, in_flight: int, running: int, paused: int) -> None:
+        pass
+
+    def watermark_lags(self, lags: dict[tuple[str, str], int]) -> None:
+        pass
+
+    def dependency(self, name: str, *, up: bool) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class OutboxMetrics:

@@ -7,10 +7,16 @@ encode with fastavro, hand to librdkafka. Delivery reports settle the
 inline, without a background thread (which cost every send a GIL hand-over): every
 few sends, by :meth:`flush`, :meth:`poll` and :meth:`close`, and by whoever waits on a
 future. Done-callbacks therefore run in the thread that serves the report.
+
+Coroutines ``await`` :meth:`EventProducer.send_async` instead: the same send, with an
+asyncio future resolved from the delivery report (``call_soon_threadsafe``). While such
+futures are pending, the producer's one helper thread serves reports as they arrive;
+there is no thread per send, and the synchronous path is unchanged.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -27,7 +33,7 @@ from streamkit.client.connect import connect
 from streamkit.client.diagnose import translate_kafka_error
 from streamkit.errors import DeliveryError, KafkaClientError
 from streamkit.observability.tracing import tracing_for
-from streamkit.produce.delivery import DeliveryFuture
+from streamkit.produce.delivery import DeliveryFuture, DeliveryReport
 from streamkit.serde.encoders import EventEncoders
 from streamkit.serde.events import EventEncoder, Headers, envelope_headers, new_event_id
 from streamkit.serde.registry import SchemaRegistry
@@ -50,6 +56,9 @@ _POLL_EVERY = 8
 # An idle producer is served by a helper thread at this pace, so that delivery callbacks,
 # statistics (metrics) and errors still arrive when nothing calls send, poll or flush.
 IDLE_SERVE_INTERVAL_S = 0.5
+# While coroutines await deliveries, the helper thread waits on librdkafka this long per
+# poll (a poll returns as soon as it served a report).
+ASYNC_SERVE_S = 0.05
 Key = str | bytes | None
 
 
@@ -115,6 +124,9 @@ class EventProducer:
         self._closed = False
         self._last_served = time.monotonic()
         self._idle_stop = threading.Event()
+        self._serve_wake = threading.Event()
+        self._awaited_lock = threading.Lock()
+        self._awaited = 0  # send_async calls waiting for their report
         self._idle_server = threading.Thread(
             target=self._serve_while_idle, name="streamkit-producer-idle", daemon=True
         )
@@ -182,10 +194,16 @@ class EventProducer:
 
     def _serve_while_idle(self) -> None:
         # The hot path serves reports inline (no thread hand-over per record); this only
-        # steps in when nobody served them for a while.
-        while not self._idle_stop.wait(IDLE_SERVE_INTERVAL_S):
-            if time.monotonic() - self._last_served >= IDLE_SERVE_INTERVAL_S:
+        # steps in when nobody served them for a while, or while coroutines await them.
+        while not self._idle_stop.is_set():
+            if self._awaited:
                 # A fatal error is kept by poll: send() and the futures raise it.
+                with suppress(KafkaClientError):
+                    self.poll(ASYNC_SERVE_S)
+                continue
+            self._serve_wake.wait(IDLE_SERVE_INTERVAL_S)
+            self._serve_wake.clear()
+            if not self._awaited and time.monotonic() - self._last_served >= IDLE_SERVE_INTERVAL_S:
                 with suppress(KafkaClientError):
                     self.poll(0)
 
@@ -275,6 +293,60 @@ class EventProducer:
         self._produce(topic, value, _key_bytes(key), headers, future)
         return future
 
+    async def send_async(
+        self,
+        topic: str,
+        payload: Any,
+        *,
+        key: Key = None,
+        event_type: str | None = None,
+        event_id: str | None = None,
+        timestamp: int | None = None,
+        headers: Headers | None = None,
+        schema: str | None = None,
+    ) -> DeliveryReport:
+        """:meth:`send`, awaited: returns once the cluster acknowledged the record.
+
+        The arguments are those of :meth:`send`. Awaiting does not block the event loop
+        and takes no thread of its own.
+
+        Raises:
+            SchemaValidationError: the record breaks its schema; nothing was sent.
+            KafkaClientError: delivery failed (usually :class:`DeliveryError`).
+        """
+        future = self.send(
+            topic,
+            payload,
+            key=key,
+            event_type=event_type,
+            event_id=event_id,
+            timestamp=timestamp,
+            headers=headers,
+            schema=schema,
+        )
+        return await self.delivered(future)
+
+    async def delivered(self, future: DeliveryFuture) -> DeliveryReport:
+        """Await the outcome of a :meth:`send` without blocking the event loop."""
+        if future.done():
+            return future.result(0)
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[DeliveryReport] = loop.create_future()
+
+        def settle(done: DeliveryFuture) -> None:
+            with suppress(RuntimeError):  # the loop was closed meanwhile
+                loop.call_soon_threadsafe(_resolve, waiter, done)
+
+        with self._awaited_lock:
+            self._awaited += 1
+        self._serve_wake.set()
+        try:
+            future.add_done_callback(settle)
+            return await waiter
+        finally:
+            with self._awaited_lock:
+                self._awaited -= 1
+
     def _produce(
         self,
         topic: str,
@@ -362,6 +434,7 @@ class EventProducer:
         finally:
             self._closed = True
             self._idle_stop.set()
+            self._serve_wake.set()
         self.encoders.close()
         if remaining:
             raise DeliveryError(
@@ -376,3 +449,14 @@ class EventProducer:
             return method(*args)
         except KafkaException as exc:
             raise translate_kafka_error(exc.args[0], operation=action) from exc
+
+
+def _resolve(waiter: asyncio.Future[DeliveryReport], done: DeliveryFuture) -> None:
+    """Settle the awaited future of a delivery (on its loop)."""
+    if waiter.done():  # cancelled by the awaiting task
+        return
+    error = done.exception(0)
+    if error is not None:
+        waiter.set_exception(error)
+    else:
+        waiter.set_result(done.result(0))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import pytest
@@ -31,8 +32,11 @@ def test_a_missing_module_names_its_extra(
 def test_the_command_without_the_cli_extra_prints_the_install_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # Importing the submodule streamkit.cli.main (other tests do) rebinds the package's
+    # name ``main`` to it; reloading the package brings back the console-script function.
+    entry = importlib.reload(streamkit.cli).main
     monkeypatch.setitem(sys.modules, "typer", None)
     with pytest.raises(SystemExit) as exited:
-        streamkit.cli.main()
+        entry()
     assert exited.value.code == 2
     assert "pip install 'streamkit[cli]'" in capsys.readouterr().err

@@ -272,3 +272,52 @@ def test_secrets_never_appear_in_repr_or_errors(env: pytest.MonkeyPatch) -> None
     assert SECRET not in repr(caught.value)
     assert caught.value.__cause__ is None
     assert caught.value.__context__ is None or SECRET not in str(caught.value.__context__)
+
+
+def test_consume_pipeline_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMKIT_CONSUMER__CONCURRENCY", "64")
+    monkeypatch.setenv("STREAMKIT_CONSUMER__ORDERING", "partition")
+    monkeypatch.setenv("STREAMKIT_CONSUMER__DRAIN_TIMEOUT_MS", "5000")
+    consumer = load_settings().consumer
+    assert (consumer.concurrency, consumer.ordering, consumer.drain_timeout_ms) == (
+        64,
+        "partition",
+        5000,
+    )
+    assert consumer.in_flight_limit == 640, "default: 10 x concurrency"
+    monkeypatch.setenv("STREAMKIT_CONSUMER__MAX_IN_FLIGHT", "100")
+    assert load_settings().consumer.in_flight_limit == 100
+    for name in ("CONCURRENCY", "ORDERING", "DRAIN_TIMEOUT_MS", "MAX_IN_FLIGHT"):
+        monkeypatch.delenv(f"STREAMKIT_CONSUMER__{name}")
+    defaults = load_settings().consumer
+    assert (defaults.concurrency, defaults.ordering, defaults.max_in_flight) == (1, "key", None)
+
+
+@pytest.mark.parametrize(
+    ("variables", "named"),
+    [
+        ({"STREAMKIT_CONSUMER__CONCURRENCY": "0"}, "STREAMKIT_CONSUMER__CONCURRENCY"),
+        ({"STREAMKIT_CONSUMER__ORDERING": "random"}, "STREAMKIT_CONSUMER__ORDERING"),
+        (
+            {"STREAMKIT_CONSUMER__CONCURRENCY": "8", "STREAMKIT_CONSUMER__MAX_IN_FLIGHT": "4"},
+            "STREAMKIT_CONSUMER__MAX_IN_FLIGHT",
+        ),
+    ],
+)
+def test_bad_pipeline_settings_name_their_variable(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], named: str
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert named in info.value.env_vars
+
+
+def test_constructor_overrides_are_validated_like_the_environment() -> None:
+    consumer = load_settings().consumer
+    assert consumer.with_overrides(concurrency=None) is consumer
+    assert consumer.with_overrides(concurrency=4, ordering="none").concurrency == 4
+    with pytest.raises(ConfigError) as info:
+        consumer.with_overrides(concurrency=-1)
+    assert info.value.env_vars == ("STREAMKIT_CONSUMER__CONCURRENCY",)

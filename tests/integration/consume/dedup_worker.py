@@ -1,6 +1,7 @@
 """An idempotent consumer service run as a subprocess by the end-to-end dedup tests.
 
 Usage: python -m tests.integration.consume.dedup_worker TOPIC EFFECTS [--batch-size N]
+    [--concurrency N] [--sleep S]
 
 Configured from ``STREAMKIT_*`` only (group id, dedup store URL, claim TTL, session
 timeout). The dedup store named by ``STREAMKIT_DEDUP__URL`` is shared by every worker of
@@ -18,7 +19,9 @@ connection for :func:`exactly_once`, the shape a concurrent consumer's handlers 
 
 Prints ``ready`` once partitions are first assigned, then ``stats {json}`` with the
 consumer's counters every half second (the last one a killed worker printed is its
-figure) and once more on SIGTERM, before it exits 0.
+figure) and once more on SIGTERM, before it exits 0. With ``--concurrency N`` the
+handler runs on N threads (SQLite: a connection per handler thread), sleeping ``S``
+seconds per event first.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import os
 import sqlite3
 import sys
 import threading
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
@@ -54,7 +58,9 @@ def connect(path: str) -> sqlite3.Connection:
     ``synchronous=NORMAL`` under WAL keeps every commit across a process crash (what the
     tests inflict); only a power loss could drop the last ones.
     """
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    # check_same_thread off: each handler thread uses its own connection, and the main
+    # thread closes them all once the consumer stopped.
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     for statement in SCHEMA:
@@ -63,15 +69,21 @@ def connect(path: str) -> sqlite3.Connection:
 
 
 def effects_handler(
-    connection: Callable[[], AbstractContextManager[Any]], param: str, group: str, worker: int
+    connection: Callable[[], AbstractContextManager[Any]],
+    param: str,
+    group: str,
+    worker: int,
+    sleep_s: float = 0.0,
 ) -> Handler:
     """The handler: the effect row and the mark in one transaction of ``connection()``'s
-    connection (``param``: the driver's placeholder)."""
+    connection (``param``: the driver's placeholder), after sleeping ``sleep_s``."""
     # Only the driver's placeholder is spliced in.
     effect = f"INSERT INTO effects VALUES ({', '.join([param] * 4)})"  # noqa: S608
     mark_hit = f"INSERT INTO marks_hit VALUES ({param}, {param})"  # noqa: S608
 
     def handle(event: Event) -> None:
+        if sleep_s:
+            time.sleep(sleep_s)
         with connection() as conn, exactly_once(conn, scoped_key(group, event.id)) as tx:
             if tx is None:
                 conn.execute(mark_hit, (event.id, worker))
@@ -81,7 +93,9 @@ def effects_handler(
     return handle
 
 
-def postgres_handler(url: str, group: str, worker: int) -> tuple[Handler, Callable[[], None]]:
+def postgres_handler(
+    url: str, group: str, worker: int, sleep_s: float
+) -> tuple[Handler, Callable[[], None]]:
     """Effects in PostgreSQL, each call on its own pooled connection; and the pool's close."""
     import psycopg
     from psycopg_pool import ConnectionPool
@@ -91,13 +105,28 @@ def postgres_handler(url: str, group: str, worker: int) -> tuple[Handler, Callab
         for statement in SCHEMA:
             conn.execute(statement)
     pool = ConnectionPool(url, min_size=1, max_size=4, open=True)
-    return effects_handler(pool.connection, "%s", group, worker), pool.close
+    return effects_handler(pool.connection, "%s", group, worker, sleep_s), pool.close
 
 
-def sqlite_handler(path: str, group: str, worker: int) -> tuple[Handler, Callable[[], None]]:
-    """Effects in an SQLite file, on one connection; and its close."""
-    conn = connect(path)
-    return effects_handler(lambda: nullcontext(conn), "?", group, worker), conn.close
+def sqlite_handler(
+    path: str, group: str, worker: int, sleep_s: float
+) -> tuple[Handler, Callable[[], None]]:
+    """Effects in an SQLite file, on a connection per handler thread; and their close."""
+    local = threading.local()
+    conns = [connect(path)]  # creates the tables now
+
+    def connection() -> AbstractContextManager[sqlite3.Connection]:
+        conn = getattr(local, "conn", None)
+        if conn is None:
+            conn = local.conn = connect(path)
+            conns.append(conn)
+        return nullcontext(conn)
+
+    def close() -> None:
+        for conn in conns:
+            conn.close()
+
+    return effects_handler(connection, "?", group, worker, sleep_s), close
 
 
 def report(stats: ConsumerStats) -> None:
@@ -109,6 +138,7 @@ def report(stats: ConsumerStats) -> None:
         "claim_conflicts": stats.claim_conflicts,
         "rebalances": stats.rebalances,
         "dead_lettered": stats.dead_lettered,
+        "finished_before": stats.finished_before,
     }
     print(f"stats {json.dumps(figures)}", flush=True)
 
@@ -118,11 +148,13 @@ def main() -> int:
     parser.add_argument("topic")
     parser.add_argument("effects")
     parser.add_argument("--batch-size", type=int, default=25)
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--sleep", type=float, default=0.0)
     args = parser.parse_args()
     settings = load_settings()
     group = settings.consumer.group_id or ""
     make = postgres_handler if args.effects.startswith("postgresql:") else sqlite_handler
-    handle, close_effects = make(args.effects, group, os.getpid())
+    handle, close_effects = make(args.effects, group, os.getpid(), args.sleep)
 
     def assigned(_partitions: list[Any]) -> None:
         if not ready.is_set():
@@ -140,6 +172,7 @@ def main() -> int:
             dedup=store,
             batch_size=args.batch_size,
             on_assign=assigned,
+            concurrency=args.concurrency,
         ) as consumer:
 
             def reporter() -> None:

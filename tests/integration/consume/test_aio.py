@@ -43,11 +43,17 @@ def test_async_handler_runs_on_the_loop_and_failures_are_dead_lettered(
             if event.id == failing:
                 raise ValueError("cannot price this order")
             handled.append(event.id)
-            if len(handled) == len(sent) - 1:
-                consumer.stop()
+
+        async def stop_when_settled() -> None:
+            # The failing event waits for its retry while the others flow.
+            while not (len(handled) == len(sent) - 1 and consumer.stats.dead_lettered == 1):
+                await asyncio.sleep(0.02)
+            consumer.stop()
 
         async with AsyncEventConsumer([topic], handle, settings=settings) as consumer:
+            watcher = asyncio.create_task(stop_when_settled())
             await asyncio.wait_for(consumer.run(handle_signals=False), timeout=60)
+            await watcher
         assert loops == {id(running)}
         return handled, consumer, loops
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,13 @@ from streamkit.consume.transactional import (
     TransactionStats,
     output_event_id,
 )
-from streamkit.errors import ConfigError, KafkaClientError
+from streamkit.errors import ConfigError, KafkaClientError, RegistryError
 from streamkit.serde.events import Event, EventEncoder
 from streamkit.serde.schemas import AvroSchema, load_schemas
 from streamkit.settings import load_settings
 from tests.factories import ORDER_SCHEMA, order
 from tests.fakes import message, mock_registry
+from tests.unit.consume.conftest import FakeClient
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -81,6 +83,9 @@ class FakeTxnClient:
     def produce(self, topic: str, value: bytes | None, key: Any, headers: Any) -> None:
         self.produced.append((topic, value))
 
+    def poll(self, timeout: float) -> int:
+        return 0
+
     def send_offsets_to_transaction(self, offsets: Any, metadata: Any, timeout: float) -> None:
         self.offsets.append(offsets)
 
@@ -107,38 +112,30 @@ class FakeTxnProducer:
         pass
 
 
-class FakeConsumer:
-    def __init__(self) -> None:
-        self.seeks: list[TopicPartition] = []
-
-    def consumer_group_metadata(self) -> object:
-        return object()
-
-    def seek(self, partition: TopicPartition) -> None:
-        self.seeks.append(partition)
-
-    def close(self) -> None:
-        pass
-
-
 @pytest.fixture
 def order_schema() -> AvroSchema:
     return load_schemas(REPO / "schemas")[ORDER_SCHEMA]
 
 
 def _processor(
-    monkeypatch: pytest.MonkeyPatch, schema: AvroSchema, client: FakeTxnClient
-) -> tuple[TransactionalProcessor, FakeConsumer, EventEncoder]:
-    consumer = FakeConsumer()
-    monkeypatch.setattr(transactional, "Consumer", lambda conf: consumer)
+    monkeypatch: pytest.MonkeyPatch,
+    schema: AvroSchema,
+    client: FakeTxnClient,
+    registry_down: int = 0,
+) -> tuple[TransactionalProcessor, FakeClient]:
     settings = load_settings(
-        consumer={"group_id": "g", "max_retries": 0}, producer={"transactional_id": "t-0"}
+        consumer={"group_id": "g", "max_retries": 0, "retry_backoff_ms": 1},
+        producer={"transactional_id": "t-0"},
     )
     registry = mock_registry(settings)
     encoder = EventEncoder(schema, registry.register("in-value", schema))
+    consumer = FakeClient(_batch(encoder))
+    monkeypatch.setattr(transactional, "Consumer", lambda conf: consumer)
     monkeypatch.setattr(
         transactional, "EventProducer", lambda *a, **k: FakeTxnProducer(client, encoder)
     )
+    if registry_down:
+        _unreachable_for(monkeypatch, registry, registry_down)
 
     def transform(event: Event) -> list[Output]:
         if event.payload["order_id"] == "order-2":
@@ -146,7 +143,21 @@ def _processor(
         return [Output("out", {**event.payload, "status": "PAID", "placed_at": 0})]
 
     processor = TransactionalProcessor(["in"], transform, settings=settings, registry=registry)
-    return processor, consumer, encoder
+    return processor, consumer
+
+
+def _unreachable_for(monkeypatch: pytest.MonkeyPatch, registry: Any, lookups: int) -> None:
+    """The registry's next ``lookups`` writer-schema lookups fail as unreachable."""
+    answer = registry.schema_by_id
+    down = [lookups]
+
+    def schema_by_id(schema_id: int) -> AvroSchema:
+        if down[0]:
+            down[0] -= 1
+            raise RegistryError("cannot reach the schema registry", transient=True)
+        return answer(schema_id)
+
+    monkeypatch.setattr(registry, "schema_by_id", schema_by_id)
 
 
 def _batch(encoder: EventEncoder) -> list[Any]:
@@ -172,14 +183,18 @@ def _record(partition: int, offset: int, value: bytes) -> Any:
     )
 
 
+def _run(processor: TransactionalProcessor) -> None:
+    processor.run(max_messages=4, handle_signals=False)
+
+
 def test_one_transaction_holds_outputs_dead_letters_and_next_offsets(
     monkeypatch: pytest.MonkeyPatch, order_schema: AvroSchema
 ) -> None:
     client = FakeTxnClient([])
-    processor, consumer, encoder = _processor(monkeypatch, order_schema, client)
-    processor._process(_batch(encoder))
+    processor, consumer = _processor(monkeypatch, order_schema, client)
+    _run(processor)
     assert client.calls == ["begin", "commit"]
-    assert [topic for topic, _ in client.produced] == ["out", "in.dlq", "out", "in.dlq"]
+    assert Counter(topic for topic, _ in client.produced) == {"out": 2, "in.dlq": 2}
     assert {(tp.partition, tp.offset) for tp in client.offsets[0]} == {(0, 7), (1, 10)}
     assert processor.stats == TransactionStats(consumed=4, produced=2, dead_lettered=2, committed=1)
     assert consumer.seeks == []
@@ -190,8 +205,8 @@ def test_an_abortable_commit_error_aborts_and_rewinds_to_the_batch_start(
 ) -> None:
     abortable = KafkaError(KafkaError._STATE, "fenced epoch", txn_requires_abort=True)
     client = FakeTxnClient([abortable])
-    processor, consumer, encoder = _processor(monkeypatch, order_schema, client)
-    processor._process(_batch(encoder))
+    processor, consumer = _processor(monkeypatch, order_schema, client)
+    _run(processor)
     assert client.calls == ["begin", "commit", "abort"]
     assert {(tp.partition, tp.offset) for tp in consumer.seeks} == {(0, 5), (1, 8)}
     assert processor.stats.aborted == 1
@@ -203,9 +218,9 @@ def test_a_fatal_commit_error_is_raised_translated(
 ) -> None:
     fenced = KafkaError(KafkaError._FENCED, "fenced by a newer instance", fatal=True)
     client = FakeTxnClient([fenced])
-    processor, _, encoder = _processor(monkeypatch, order_schema, client)
+    processor, _ = _processor(monkeypatch, order_schema, client)
     with pytest.raises(KafkaClientError, match="fenced") as info:
-        processor._process(_batch(encoder))
+        _run(processor)
     assert info.value.fatal
     assert client.calls == ["begin", "commit", "abort"]  # tried, best effort
 
@@ -215,7 +230,18 @@ def test_retriable_commit_errors_commit_again(
 ) -> None:
     timed_out = KafkaError(KafkaError._TIMED_OUT, "slow coordinator", retriable=True)
     client = FakeTxnClient([timed_out, timed_out])
-    processor, _, encoder = _processor(monkeypatch, order_schema, client)
-    processor._process(_batch(encoder))
+    processor, _ = _processor(monkeypatch, order_schema, client)
+    _run(processor)
     assert client.calls == ["begin", "commit", "commit", "commit"]
+    assert processor.stats.committed == 1
+
+
+def test_an_unreachable_registry_is_waited_out_not_dead_lettered(
+    monkeypatch: pytest.MonkeyPatch, order_schema: AvroSchema
+) -> None:
+    client = FakeTxnClient([])
+    processor, _ = _processor(monkeypatch, order_schema, client, registry_down=3)
+    _run(processor)
+    # Only the poison message and the failing transform: no letter for the good ones.
+    assert Counter(topic for topic, _ in client.produced) == {"out": 2, "in.dlq": 2}
     assert processor.stats.committed == 1

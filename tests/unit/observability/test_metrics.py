@@ -31,6 +31,11 @@ EXPECTED_NAMES = {
     "streamkit_consumer_lag",
     "streamkit_produced_bytes",
     "streamkit_produced_bytes_per_event",
+    "streamkit_consumer_in_flight",
+    "streamkit_consumer_handlers_running",
+    "streamkit_consumer_paused_partitions",
+    "streamkit_consumer_watermark_lag",
+    "streamkit_dependency_up",
     "streamkit_outbox_pending_rows",
     "streamkit_outbox_oldest_pending_age_seconds",
     "streamkit_outbox_published",
@@ -226,3 +231,29 @@ def test_readiness_callable_and_user_registry() -> None:
         state["ready"] = True
         assert _get(f"{server.url}/readyz")[0] == 200
         assert "streamkit_consumer_lag" in _get(f"{server.url}/metrics")[1]
+
+
+def test_liveness_endpoint_follows_the_live_callable() -> None:
+    state = {"live": True}
+    with serve_metrics(StreamkitMetrics(), live=lambda: state["live"]) as server:
+        assert _get(f"{server.url}/livez") == (200, "live\n")
+        state["live"] = False
+        assert _get(f"{server.url}/livez") == (503, "not live\n")
+    with serve_metrics(StreamkitMetrics()) as server:
+        assert _get(f"{server.url}/livez")[0] == 200, "live by default"
+
+
+def test_pipeline_gauges_and_dependency_state() -> None:
+    metrics = StreamkitMetrics()
+    consumer = metrics.consumer("g")
+    consumer.pipeline(in_flight=7, running=3, paused=2)
+    consumer.watermark_lags({("orders", "0"): 12, ("orders", "1"): 0})
+    consumer.dependency("dedup_store", up=False)
+    assert _value(metrics, "streamkit_consumer_in_flight", group="g") == 7
+    assert _value(metrics, "streamkit_consumer_handlers_running", group="g") == 3
+    assert _value(metrics, "streamkit_consumer_paused_partitions", group="g") == 2
+    lag = {"topic": "orders", "group": "g", "partition": "0"}
+    assert _value(metrics, "streamkit_consumer_watermark_lag", **lag) == 12
+    assert _value(metrics, "streamkit_dependency_up", group="g", dependency="dedup_store") == 0
+    consumer.close()
+    assert _value(metrics, "streamkit_consumer_watermark_lag", **lag) is None

@@ -18,13 +18,13 @@ from streamkit.serde.events import Headers, header_value
 from streamkit.serde.modelschemas import avro_schema_of
 from streamkit.serde.schemas import AvroSchema, SchemaSet
 from streamkit.settings import load_settings
+from tests.fakes import FakeKafkaProducer, mock_registry
 from tests.typed_models import Invoice, invoice
-from tests.unit.produce.test_producer import FakeProducer, FakeRegistry
 
 SCHEMA = AvroSchema.from_definition(avro_schema_of(Invoice))
 
 
-class RecordingProducer(FakeProducer):
+class RecordingProducer(FakeKafkaProducer):
     """Keeps what was produced."""
 
     records: list[tuple[str, bytes, Headers]]
@@ -43,7 +43,7 @@ def make(monkeypatch: pytest.MonkeyPatch, **options: Any) -> EventProducer:
     return EventProducer(
         settings,
         schemas=SchemaSet({SCHEMA.name: SCHEMA}),
-        registry=FakeRegistry(),  # type: ignore[arg-type]
+        registry=mock_registry(settings),
         **options,
     )
 
