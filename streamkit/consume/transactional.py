@@ -25,6 +25,9 @@ transaction is aborted, and the inputs are processed again. A ``read_committed``
 of the output topics therefore sees each input's outputs exactly once. Output event ids
 are derived from the input's id (:func:`output_event_id`), so a downstream consumer with
 a dedup store also recognises them if they are ever produced outside a transaction.
+Traced (see :mod:`streamkit.observability.tracing`), each output gets a ``publish`` span,
+child of its input's ``process`` span, and that context in its headers: the outputs carry
+their input's trace.
 
 The ``transactional.id`` must be stable per instance (e.g. ``orders-enricher-0``) and
 unique among running instances: a restart reuses it so that its predecessor's open
@@ -42,7 +45,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -58,11 +61,16 @@ from streamkit.consume.retry import InPlaceRetry
 from streamkit.consume.work import Work
 from streamkit.errors import ConfigError, ConfigProblem, RegistryError, StreamkitError
 from streamkit.observability.metrics import NullConsumerMetrics
+from streamkit.observability.tracing import tracing_for
 from streamkit.produce.producer import EventProducer
-from streamkit.serde.events import Event, EventDecoder, Headers
+from streamkit.serde.events import Event, Headers
+from streamkit.serde.payloads import PayloadType
 from streamkit.serde.registry import SchemaRegistry
 from streamkit.serde.schemas import AvroSchema, SchemaSet
 from streamkit.settings import StreamkitSettings, env_var_name, load_settings
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 __all__ = ["Output", "TransactionStats", "TransactionalProcessor", "Transform", "output_event_id"]
 
@@ -84,7 +92,7 @@ class Output(NamedTuple):
     """Full name of the value schema; default: the schema declaring ``topic``."""
 
 
-Transform = Callable[[Event], Iterable[Output | tuple[Any, ...]]]
+Transform = Callable[[Event[Any]], Iterable[Output | tuple[Any, ...]]]
 
 
 @dataclass
@@ -339,6 +347,10 @@ class TransactionalProcessor:
             ``STREAMKIT_CONSUMER__CONCURRENCY``).
         ordering: ``"key"``, ``"partition"`` or ``"none"`` (default
             ``STREAMKIT_CONSUMER__ORDERING``).
+        payload_type: a pydantic model, or a mapping from writer schema full name to
+            model: ``transform`` gets ``Event[Model]`` (see ``EventConsumer``).
+        tracer_provider: OpenTelemetry provider for the inputs' consumer spans and the
+            outputs' producer spans (default: the global one, if set).
     """
 
     def __init__(
@@ -355,6 +367,8 @@ class TransactionalProcessor:
         producer_config: Mapping[str, Any] | None = None,
         concurrency: int | None = None,
         ordering: Ordering | None = None,
+        payload_type: PayloadType | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.settings = settings or load_settings()
         self.group_id, self.transactional_id = _required_ids(self.settings)
@@ -364,6 +378,7 @@ class TransactionalProcessor:
         self.topics = list(topics)
         self.stats = TransactionStats()
         self._transform = transform
+        self._tracing = tracing_for(tracer_provider, self.settings.kafka.client_id)
         self._owns_registry = registry is None
         self._registry = registry or SchemaRegistry(self.settings)
         self._consumer = Consumer(
@@ -412,7 +427,7 @@ class TransactionalProcessor:
             group=self.group_id,
             topics=self.topics,
             settings=consumer_settings,
-            decode=Decode(EventDecoder(self._registry, reader_schemas)),
+            decode=Decode.of(self._registry, reader_schemas, payload_type),
             gate=None,
             policy=InPlaceRetry(consumer_settings, self.group_id, retriable=_retriable),
             sink=lambda settled: _TransactionSink(transaction[0], settled),
@@ -423,6 +438,7 @@ class TransactionalProcessor:
             commit=stage,
             barrier=True,
             role="processor",
+            tracing=self._tracing,
         )
         self._transaction = transaction[0]
         self._closed = False
@@ -498,7 +514,11 @@ class TransactionalProcessor:
                 timestamp=source.timestamp,
             )
             key = output.key.encode() if isinstance(output.key, str) else output.key
-            encoded.append((output.topic, encoder.encode(event), key, encoder.headers(event)))
+            value, headers = encoder.encode(event), encoder.headers(event)
+            span = self._tracing.publish(output.topic, key, event.id)  # child of the input's
+            span.inject(headers)
+            span.end()
+            encoded.append((output.topic, value, key, headers))
         return encoded
 
     def close(self) -> None:
