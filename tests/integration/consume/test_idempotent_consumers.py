@@ -271,12 +271,11 @@ def test_duplicates_and_a_kill_leave_exactly_one_effect_per_event(
 
     deadline = time.monotonic() + 150
     while not (
-        _count(effects, "SELECT count(*) FROM effects") >= EVENTS
-        and _all_committed(streamkit_settings, topic)
+        (rows_now := _count(effects, "SELECT count(*) FROM effects")) >= EVENTS
+        and (_all_committed(streamkit_settings, topic))
     ):
         assert time.monotonic() < deadline, (
-            f"not every event was handled and committed: "
-            f"{_count(effects, 'SELECT count(*) FROM effects')} rows of {EVENTS}; "
+            f"not every event was handled and committed: {rows_now} rows of {EVENTS}; "
             f"workers {[w.stats for w in group.live]}"
         )
         time.sleep(0.5)
