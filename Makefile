@@ -42,7 +42,7 @@ NO_OTEL_STAMP := $(NO_OTEL_VENV)/.installed
 $(NO_OTEL_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(NO_OTEL_VENV)
 	$(NO_OTEL_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(NO_OTEL_VENV)/bin/python -m pip install --quiet -e . pytest pytest-timeout
+	$(NO_OTEL_VENV)/bin/python -m pip install --quiet -e ".[cli,testing,redis,postgres,models,test]"
 	! $(NO_OTEL_VENV)/bin/python -c "import opentelemetry" 2>/dev/null
 	touch $(NO_OTEL_STAMP)
 

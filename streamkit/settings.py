@@ -147,8 +147,10 @@ class SecuritySettings(_Section):
     """SASL user (PLAIN/SCRAM)."""
     sasl_password: SecretStr | None = None
     """SASL password (secret)."""
-    sasl_oauthbearer_method: Literal["default", "oidc"] = "default"
-    """``oidc`` for client-credentials token fetching."""
+    sasl_oauthbearer_method: Literal["default", "oidc", "aws_msk_iam"] = "default"
+    """``oidc``: librdkafka fetches and renews tokens by client credentials; ``aws_msk_iam``:
+    Amazon MSK IAM tokens signed from the AWS credential chain (extra ``msk-iam``);
+    ``default``: an application token callback or unsecured JWTs."""
     sasl_oauthbearer_token_endpoint_url: str | None = None
     """OIDC token endpoint."""
     sasl_oauthbearer_client_id: str | None = None
@@ -157,6 +159,11 @@ class SecuritySettings(_Section):
     """OIDC client secret (secret)."""
     sasl_oauthbearer_scope: str | None = None
     """OIDC scope."""
+    sasl_oauthbearer_extensions: str | None = None
+    """SASL extensions sent with the token (method ``oidc``), ``key=value,...`` (Confluent
+    Cloud: ``logicalCluster=lkc-...,identityPoolId=pool-...``)."""
+    sasl_oauthbearer_aws_region: str | None = None
+    """AWS region of the MSK cluster (method ``aws_msk_iam``)."""
     sasl_oauthbearer_config: SecretStr | None = Field(
         default=None, description="Unsecured JWT config (development only)."
     )
@@ -234,6 +241,15 @@ class SecuritySettings(_Section):
             )
             return
         if self.sasl_mechanism == "OAUTHBEARER":
+            if (
+                self.sasl_oauthbearer_method == "aws_msk_iam"
+                and not self.sasl_oauthbearer_aws_region
+            ):
+                problems.add(
+                    "sasl_oauthbearer_aws_region",
+                    "is required with sasl_oauthbearer_method=aws_msk_iam",
+                    "the region of the MSK cluster, e.g. eu-west-1",
+                )
             if self.sasl_oauthbearer_method == "oidc":
                 for name in (
                     "sasl_oauthbearer_token_endpoint_url",

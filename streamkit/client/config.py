@@ -55,6 +55,10 @@ def _security(security: SecuritySettings, oauth_cb: OAuthCallback | None) -> dic
 def _oauthbearer(security: SecuritySettings, oauth_cb: OAuthCallback | None) -> dict[str, Any]:
     if oauth_cb is not None:
         return {"oauth_cb": oauth_cb}
+    if security.sasl_oauthbearer_method == "aws_msk_iam":
+        from streamkit.client.oauth import msk_iam_oauth_cb
+
+        return {"oauth_cb": msk_iam_oauth_cb(str(security.sasl_oauthbearer_aws_region))}
     if security.sasl_oauthbearer_method == "oidc":
         return {
             "sasl.oauthbearer.method": "oidc",
@@ -62,6 +66,7 @@ def _oauthbearer(security: SecuritySettings, oauth_cb: OAuthCallback | None) -> 
             "sasl.oauthbearer.client.id": security.sasl_oauthbearer_client_id,
             "sasl.oauthbearer.client.secret": _secret(security.sasl_oauthbearer_client_secret),
             "sasl.oauthbearer.scope": security.sasl_oauthbearer_scope,
+            "sasl.oauthbearer.extensions": security.sasl_oauthbearer_extensions,
         }
     return {"sasl.oauthbearer.config": _secret(security.sasl_oauthbearer_config)}
 

@@ -31,6 +31,7 @@ from confluent_kafka.admin import AdminClient
 
 from streamkit.client.config import client_config
 from streamkit.client.diagnose import diagnose, translate_kafka_error
+from streamkit.client.oauth import explain_oauth_failure
 from streamkit.errors import (
     AuthenticationError,
     BrokerUnavailableError,
@@ -234,7 +235,10 @@ def check_connection(settings: StreamkitSettings, *, timeout_s: float | None = N
 def refine(
     failure: KafkaClientError, security: SecuritySettings, bootstrap: str
 ) -> KafkaClientError:
-    """Make a TLS failure precise with local facts; other failures pass unchanged."""
+    """Make a TLS or OAuth failure precise with local facts; others pass unchanged."""
+    if security.sasl_mechanism == "OAUTHBEARER" and security.sasl_oauthbearer_method == "oidc":
+        # Which side failed: the token endpoint, or the broker refusing its token.
+        failure = explain_oauth_failure(failure, security)
     if not isinstance(failure, TlsError):
         return failure
     text = str(failure)

@@ -73,6 +73,19 @@ _CAUSES: tuple[tuple[str, type[KafkaClientError], str], ...] = (
         f"wrong password or unknown user: check {_SEC}SASL_USERNAME and {_SEC}SASL_PASSWORD",
     ),
     (
+        "failed to retrieve oidc token",
+        AuthenticationError,
+        "the OAuth token endpoint issued no token: check "
+        f"{_SEC}SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL, {_SEC}SASL_OAUTHBEARER_CLIENT_ID and "
+        f"{_SEC}SASL_OAUTHBEARER_CLIENT_SECRET",
+    ),
+    (
+        "invalid_token",
+        AuthenticationError,
+        "the broker refused the OAuth token: its audience, issuer or signature is not what "
+        "the broker expects",
+    ),
+    (
         "unsupported sasl mechanism",
         AuthenticationError,
         f"the listener does not enable {_SEC}SASL_MECHANISM; ask for the mechanisms it offers",

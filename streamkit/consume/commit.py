@@ -6,7 +6,9 @@ The pipeline finishes offsets; a commit stage turns them into commits. Two exist
   :data:`COMMIT_INTERVAL_S`, an asynchronous commit of the partitions whose watermark
   moved (with the offsets finished above it in the metadata, at most every
   :data:`METADATA_INTERVAL_S` when only those changed); a synchronous one when
-  partitions are revoked and when the consumer stops.
+  partitions are revoked and when the consumer stops. An asynchronous commit that
+  fails (librdkafka reports it to :meth:`GroupCommit.on_commit`, e.g. during a
+  rebalance) is made again at the next turn, even if the watermark did not move.
 - the transactional processor's stage (in :mod:`streamkit.consume.transactional`):
   the watermarks go into the transaction with its outputs.
 """
@@ -124,6 +126,24 @@ class GroupCommit:
     def commit_now(self, trackers: Sequence[PartitionTracker]) -> None:
         """Commit the watermarks of ``trackers`` synchronously (even when unchanged)."""
         self._commit(commits(trackers, force=True), asynchronous=False)
+
+    def on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """librdkafka's report of a commit (served by poll, on the poll thread): the
+        partitions whose commit failed are committed again at the next turn."""
+        failed = [tp for tp in partitions if error is not None or tp.error is not None]
+        if not failed:
+            return
+        reason = error if error is not None else failed[0].error
+        log.info(
+            "consumer %s: commit of %d partitions failed (%s); committing them again",
+            self._group,
+            len(failed),
+            reason.str() if reason is not None else "?",
+        )
+        for tp in failed:
+            tracker = self._trackers.get(tp.topic, tp.partition)
+            if tracker is not None:
+                tracker.commit_failed(tp.offset)
 
     def _commit(
         self, found: list[tuple[PartitionTracker, TopicPartition]], *, asynchronous: bool

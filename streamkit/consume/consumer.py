@@ -135,7 +135,20 @@ class EventConsumer:
             metrics.consumer(self.group_id) if metrics is not None else NullConsumerMetrics()
         )
         self._observer = observer
-        overrides = {"error_cb": self._on_error, "logger": log, **(config or {})}
+        user_on_commit = (config or {}).get("on_commit")
+
+        def on_commit(error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+            # A failed asynchronous commit is only reported here: commit it again.
+            self._pipeline.on_commit(error, partitions)
+            if user_on_commit is not None:
+                user_on_commit(error, partitions)
+
+        overrides = {
+            "error_cb": self._on_error,
+            "logger": log,
+            **(config or {}),
+            "on_commit": on_commit,
+        }
         # Fail now, naming the cause, rather than poll an unreachable cluster forever.
         client, _ = connect(
             Consumer,

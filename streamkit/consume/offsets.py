@@ -217,6 +217,12 @@ class PartitionTracker:
         self.committed = offset
         self.finishes_committed = self.finishes
 
+    def commit_failed(self, offset: int) -> None:
+        """The commit of ``offset`` failed: commit again, unless a later one was made."""
+        if self.committed == offset:
+            self.committed = None  # unknown: the next commit stage turn commits it
+            self.finishes_committed = -1
+
     def reset(self, committed: int | None) -> None:
         """Forget everything polled: the partition is read again from ``committed``."""
         self._pending.clear()

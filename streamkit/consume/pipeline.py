@@ -226,6 +226,11 @@ class Pipeline:
         call = self.calls.coroutine(handler)
         return AsyncExecutor(call, self.dispatcher, self.completions, self.timed, loop)
 
+    def on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """librdkafka's report of a commit (the consumer's ``on_commit``, served by poll)."""
+        if isinstance(self.commit_stage, GroupCommit):
+            self.commit_stage.on_commit(error, partitions)
+
     def timed(self, work: Work, seconds: float) -> None:
         """Record one handler call (called by the executors, on their threads)."""
         if work.error is None:

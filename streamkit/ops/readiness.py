@@ -1,7 +1,8 @@
 """Readiness check: connect with the current settings and report what works.
 
 :func:`check_connectivity` answers, in order, each with ``ok`` and a detail that names
-the cause when it fails: is a broker reachable (TCP), does the client authenticate
+the cause when it fails: is a broker reachable (TCP), does the OAuth token endpoint give
+a token (SASL/OAUTHBEARER with client credentials only), does the client authenticate
 (TLS and SASL with the configured credentials), is topic metadata visible (all
 topics, or the ones asked for: an ACL may hide them), and does the schema registry
 answer. It never raises for a failing item; ``streamkit check`` prints the report.
@@ -94,6 +95,16 @@ def _topics(metadata: Any, wanted: Sequence[str]) -> str:
     return f"{len(wanted)} topics visible: {', '.join(wanted)}"
 
 
+def _oauth_token(settings: StreamkitSettings) -> str:
+    from streamkit.client.oauth import fetch_token
+
+    token = fetch_token(settings.security)
+    return (
+        f"{token.client_id} got a token from {token.endpoint}, valid {token.expires_in_s:g} s "
+        f"({token.describe()})"
+    )
+
+
 def _registry(settings: StreamkitSettings) -> str:
     from streamkit.serde.registry import SchemaRegistry, registry_errors
 
@@ -124,13 +135,23 @@ def check_connectivity(
         metadata.append(check_connection(settings, timeout_s=bound))
         security = settings.security
         how = security.protocol + (f" {security.sasl_mechanism}" if security.uses_sasl else "")
-        user = f" as {security.sasl_username}" if security.sasl_username else ""
+        who = security.sasl_username or (
+            security.sasl_oauthbearer_client_id
+            if security.sasl_mechanism == "OAUTHBEARER"
+            else None
+        )
+        user = f" as {who}" if who else ""
         return f"{how}{user}: {len(metadata[0].brokers)} brokers"
 
-    if items[0].ok:
-        items.append(_timed("authenticated", authenticate))
-    else:
+    security = settings.security
+    if security.sasl_mechanism == "OAUTHBEARER" and security.sasl_oauthbearer_method == "oidc":
+        items.append(_timed("oauth token fetched", lambda: _oauth_token(settings)))
+    if not items[0].ok:
         items.append(_skipped("authenticated", "not checked: no broker reachable"))
+    elif not items[-1].ok:
+        items.append(_skipped("authenticated", "not checked: no OAuth token"))
+    else:
+        items.append(_timed("authenticated", authenticate))
     if metadata:
         items.append(_timed("topic metadata visible", lambda: _topics(metadata[0], topics)))
     else:

@@ -122,6 +122,7 @@ class EventProducer:
         self._encoders = self.encoders.cache
         self._fatal: KafkaClientError | None = None
         self._closed = False
+        self._released = False
         self._last_served = time.monotonic()
         self._idle_stop = threading.Event()
         self._serve_wake = threading.Event()
@@ -178,6 +179,10 @@ class EventProducer:
                 idempotent producer id); it names the cause, after the reports it
                 failed were served.
         """
+        if self._released:  # closed: every report was served before the release
+            if self._fatal is not None:
+                raise self._fatal
+            return 0
         try:
             served: int = self._producer.poll(timeout)
         except KafkaException as exc:
@@ -441,6 +446,17 @@ class EventProducer:
                 f"{remaining} records were still unacknowledged after {wait:.0f} s at close; "
                 "their delivery futures report the outcome if it arrives"
             )
+        self._release()
+
+    def _release(self) -> None:
+        # Destroy the librdkafka handle now, not whenever the garbage collector breaks the
+        # producer's reference cycles: until then it keeps its broker connections and, with
+        # OAUTHBEARER, goes on renewing its token (seen in the OAuth renewal test).
+        self._idle_server.join(4 * IDLE_SERVE_INTERVAL_S)
+        release = getattr(self._producer, "close", None)  # absent in older confluent-kafka
+        if release is not None and not self._idle_server.is_alive():
+            self._released = True
+            release()
 
     # Errors -------------------------------------------------------------------------
 

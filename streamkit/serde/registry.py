@@ -15,6 +15,7 @@ from typing import Any, Self
 from urllib.parse import quote
 
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry import error as registry_error
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from streamkit.client.config import client_config
@@ -31,6 +32,23 @@ from streamkit.settings import StreamkitSettings, env_var_name
 __all__ = ["CompatibilityReport", "SchemaRegistry", "registry_errors"]
 
 _INCOMPATIBLE = 409
+# Raised by the client's OAuth token fetch in recent confluent-kafka releases; where the
+# class does not exist, the placeholder is never raised.
+_OAuthTokenError: type[Exception] = getattr(
+    registry_error, "OAuthTokenError", type("_NeverRaised", (Exception,), {})
+)
+_OAUTH = env_var_name("schema_registry", "oauth_")
+_AUTH_HINTS = {
+    401: (
+        " (hint: the registry did not accept the request's credentials: it requires "
+        f"authentication ({_OAUTH}CLIENT_ID, {_OAUTH}CLIENT_SECRET, {_OAUTH}SCOPE and "
+        f"{_OAUTH}TOKEN_ENDPOINT_URL for OAuth, or "
+        f"{env_var_name('schema_registry', 'basic_auth_user_info')} / "
+        f"{env_var_name('schema_registry', 'bearer_auth_token')}); with OAuth set, the "
+        "token's audience or issuer is not what the registry expects)"
+    ),
+    403: " (hint: the registry knows the caller but does not let it do this: check its roles)",
+}
 _NOT_FOUND_CODES = frozenset({40401, 40402, 40403})
 
 
@@ -52,11 +70,20 @@ def registry_errors(action: str, *, subject: str | None = None) -> Iterator[None
     try:
         yield
     except SchemaRegistryError as exc:
+        hint = _AUTH_HINTS.get(exc.http_status_code, "")
         raise RegistryError(
             f"schema registry refused to {action}{where}: HTTP {exc.http_status_code}, "
-            f"error {exc.error_code}: {exc.error_message}",
+            f"error {exc.error_code}: {exc.error_message}{hint}",
             http_status=exc.http_status_code,
             error_code=exc.error_code,
+        ) from exc
+    except _OAuthTokenError as exc:
+        # The client's own token fetch failed: the registry was never asked.
+        raise RegistryError(
+            f"cannot get an OAuth token for the schema registry to {action}{where}: "
+            f"{getattr(exc, 'message', exc)} (hint: check {_OAUTH}TOKEN_ENDPOINT_URL, "
+            f"{_OAUTH}CLIENT_ID and {_OAUTH}CLIENT_SECRET)",
+            transient=getattr(exc, "status_code", None) is None,
         ) from exc
     except OSError as exc:
         raise RegistryError(f"cannot {action}{where}: {exc}", transient=True) from exc
@@ -110,6 +137,14 @@ class SchemaRegistry:
         close = getattr(self._client, "close", None)
         if close is not None:
             close()
+        # The client's close() leaves the HTTP connections of its OAuth token fetcher
+        # (authlib's OAuth2Client) open, which surface as ResourceWarnings later.
+        provider = getattr(
+            getattr(self._client, "_rest_client", None), "bearer_field_provider", None
+        )
+        close_token_client = getattr(getattr(provider, "client", None), "close", None)
+        if callable(close_token_client):
+            close_token_client()
 
     def __enter__(self) -> Self:
         return self

@@ -29,6 +29,7 @@ __all__ = [
     "KafkaListener",
     "RegistryContainer",
     "new_cluster_id",
+    "wait_until",
 ]
 
 log = logging.getLogger(__name__)
@@ -65,9 +66,11 @@ def _without_reaper() -> Iterator[None]:
         testcontainers_config.ryuk_disabled = previous
 
 
-def _wait(
+def wait_until(
     what: str, ready: Callable[[], bool], container: DockerContainer, timeout_s: float
 ) -> None:
+    """Poll ``ready()`` until it holds; raise TestKitError with the container's last log
+    lines when it exits or ``timeout_s`` passes."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if ready():
@@ -205,7 +208,7 @@ class KafkaContainer(DockerContainer):
 
     def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
         """Block until the broker answers, or raise TestKitError with its logs."""
-        _wait(f"Kafka node {self.node_id}", self.is_ready, self, timeout_s)
+        wait_until(f"Kafka node {self.node_id}", self.is_ready, self, timeout_s)
 
 
 class RegistryContainer(DockerContainer):
@@ -213,10 +216,17 @@ class RegistryContainer(DockerContainer):
 
     Apicurio Registry (its ``/apis/ccompat/v7`` API) by default; Confluent Schema
     Registry when the image is ``confluentinc/cp-schema-registry`` (it then needs
-    ``kafka_bootstrap`` for its storage topic).
+    ``kafka_bootstrap`` for its storage topic). ``env`` adds settings (e.g. Apicurio's
+    OIDC authentication).
     """
 
-    def __init__(self, image: str | None = None, *, kafka_bootstrap: str | None = None) -> None:
+    def __init__(
+        self,
+        image: str | None = None,
+        *,
+        kafka_bootstrap: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         image = image or ensure_image(REGISTRY)
         super().__init__(image)
         self.port = free_port()
@@ -235,6 +245,7 @@ class RegistryContainer(DockerContainer):
                 QUARKUS_HTTP_PORT=str(self.port),
                 JAVA_OPTS_APPEND="-Xms128m -Xmx512m",
             )
+        self.with_envs(**(env or {}))
         self.with_kwargs(network_mode="host")
 
     @property
@@ -244,10 +255,12 @@ class RegistryContainer(DockerContainer):
         return base if self.confluent else f"{base}/apis/ccompat/v7"
 
     def is_ready(self) -> bool:
-        """Whether ``GET /subjects`` answers 200."""
+        """Whether ``GET /subjects`` answers 200 (or 401: a registry that requires a token)."""
         try:
             with urllib.request.urlopen(f"{self.url}/subjects", timeout=2) as response:  # noqa: S310
                 return bool(response.status == 200)
+        except urllib.error.HTTPError as exc:
+            return exc.code == 401
         except (urllib.error.URLError, OSError):
             return False
 
@@ -255,5 +268,5 @@ class RegistryContainer(DockerContainer):
         """Start the registry and wait until it answers."""
         with _without_reaper():
             super().start()
-        _wait("schema registry", self.is_ready, self, timeout_s)
+        wait_until("schema registry", self.is_ready, self, timeout_s)
         return self

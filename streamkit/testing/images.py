@@ -10,6 +10,7 @@ Environment variables:
     STREAMKIT_TEST_REGISTRY_IMAGE: schema registry image to use as is; an image whose
         name contains ``cp-schema-registry`` is driven as Confluent Schema Registry,
         any other as Apicurio Registry.
+    STREAMKIT_TEST_KEYCLOAK_IMAGE: Keycloak image (OAuth tests) to use as is.
 """
 
 from __future__ import annotations
@@ -25,7 +26,15 @@ from typing import Any
 
 from streamkit.errors import StreamkitError
 
-__all__ = ["KAFKA", "REGISTRY", "ImageSpec", "TestKitError", "docker_client", "ensure_image"]
+__all__ = [
+    "KAFKA",
+    "KEYCLOAK",
+    "REGISTRY",
+    "ImageSpec",
+    "TestKitError",
+    "docker_client",
+    "ensure_image",
+]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +68,12 @@ REGISTRY = ImageSpec(
     "STREAMKIT_TEST_REGISTRY_IMAGE",
     "apicurio/apicurio-registry:3.3.3",
     "streamkit/apicurio-registry:3.3.3",
+)
+KEYCLOAK = ImageSpec(
+    "keycloak",
+    "STREAMKIT_TEST_KEYCLOAK_IMAGE",
+    "quay.io/keycloak/keycloak:26.7.3",
+    "streamkit/keycloak:26.7.3",
 )
 
 
@@ -150,5 +165,5 @@ def _ensure(client: Any, spec: ImageSpec) -> str:
 
 if __name__ == "__main__":  # `python -m streamkit.testing.images`: make sure all exist
     logging.basicConfig(level=logging.INFO)
-    for image in (KAFKA, REGISTRY):
+    for image in (KAFKA, REGISTRY, KEYCLOAK):
         print(f"{image.kind}: {ensure_image(image)}")

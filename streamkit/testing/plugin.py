@@ -54,6 +54,19 @@ Fixtures:
     (SASL_PLAINTEXT + PLAIN, SASL_PLAINTEXT + SCRAM-SHA-512, SSL with server auth, SSL
     with a client certificate, SASL_SSL + SCRAM-SHA-512); ``endpoint.env()`` gives the
     ``STREAMKIT_*`` variables, ``endpoint.settings()`` the settings.
+``oauth_provider``
+    session-scoped Keycloak (:class:`~streamkit.testing.keycloak.KeycloakContainer`): a realm
+    with confidential clients ``producer-service``, ``consumer-service``, ``admin-service``
+    and ``stranger-service`` (tokens for another audience), client-credentials grant,
+    access tokens valid 60 s; ``.token_endpoint_url``, ``.client(id).secret``,
+    ``.token_grant_times(id)`` (when tokens were issued to a client).
+``oauth_kafka``
+    session-scoped broker validating those tokens (:class:`~streamkit.testing.oauth.OAuthKafka`):
+    ``oauth_kafka.endpoint("sasl_ssl", client="consumer-service").env()`` gives the
+    ``STREAMKIT_*`` variables (OIDC client credentials only). Always a container.
+``oauth_registry``
+    session-scoped Apicurio Registry that requires a token of ``oauth_provider``
+    (:class:`RegistryEndpoint`); the default ``schema_registry`` stays unauthenticated.
 
 A missing Docker engine or image, or a missing extra, fails the test with the reason;
 it never skips.
@@ -73,7 +86,9 @@ if TYPE_CHECKING:
     from streamkit.settings import StreamkitSettings
     from streamkit.testing.cluster import KafkaCluster
     from streamkit.testing.containers import KafkaContainer, RegistryContainer
+    from streamkit.testing.keycloak import KeycloakContainer
     from streamkit.testing.mock import MockKafka
+    from streamkit.testing.oauth import OAuthKafka
     from streamkit.testing.postgres import PostgresEndpoint
     from streamkit.testing.prometheus import PrometheusServer
     from streamkit.testing.redis import RedisEndpoint
@@ -92,6 +107,9 @@ __all__ = [
     "kafka_sasl_scram",
     "kafka_sasl_ssl",
     "kafka_ssl",
+    "oauth_kafka",
+    "oauth_provider",
+    "oauth_registry",
     "postgres_server",
     "prometheus_server",
     "redis_server",
@@ -157,6 +175,7 @@ _REAL_KAFKA_ONLY = {
     "kafka_admin": "an admin API",
     "kafka_cluster": "a replicated cluster with broker faults",
     "secure_kafka": "TLS, SASL or ACLs",
+    "oauth_kafka": "OAUTHBEARER, TLS or ACLs",
 }
 
 
@@ -463,3 +482,64 @@ def kafka_mtls(secure_kafka: SecureKafka) -> SecureEndpoint:
 def kafka_sasl_ssl(secure_kafka: SecureKafka) -> SecureEndpoint:
     """SASL_SSL with SCRAM-SHA-512 (user ``alice``)."""
     return secure_kafka.endpoint("sasl_ssl")
+
+
+# Renewal tests need short-lived tokens; librdkafka renews at 80 % of the lifetime.
+OAUTH_TOKEN_LIFESPAN_S = 60
+
+
+@pytest.fixture(scope="session")
+def oauth_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeycloakContainer]:
+    """Keycloak on 127.0.0.1 with the test realm (client-credentials clients)."""
+
+    def start() -> KeycloakContainer:
+        _containers()
+        from streamkit.testing.keycloak import KeycloakContainer
+
+        realm_dir = tmp_path_factory.mktemp("streamkit-realm")
+        return KeycloakContainer(realm_dir, token_lifespan_s=OAUTH_TOKEN_LIFESPAN_S).start()
+
+    container = _test_kit(start)
+    try:
+        yield container
+    finally:
+        container.stop()
+
+
+@pytest.fixture(scope="session")
+def oauth_kafka(
+    oauth_provider: KeycloakContainer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OAuthKafka]:
+    """A broker with OAUTHBEARER listeners (SASL_PLAINTEXT, SASL_SSL) validating the
+    provider's tokens; ACLs name ``User:<client id>``."""
+
+    def start() -> OAuthKafka:
+        from streamkit.testing.certs import make_tls_material
+        from streamkit.testing.oauth import OAuthKafka
+
+        tls = make_tls_material(tmp_path_factory.mktemp("streamkit-oauth-tls"))
+        return OAuthKafka(oauth_provider, tls).start()
+
+    container = _test_kit(start)
+    try:
+        yield container
+    finally:
+        container.stop()
+
+
+@pytest.fixture(scope="session")
+def oauth_registry(oauth_provider: KeycloakContainer) -> Iterator[RegistryEndpoint]:
+    """A schema registry that refuses requests without a token of ``oauth_provider``."""
+
+    def start() -> RegistryContainer:
+        from streamkit.testing.oauth import oidc_registry_env
+
+        env = oidc_registry_env(oauth_provider)
+        registry: RegistryContainer = _containers().RegistryContainer(env=env).start()
+        return registry
+
+    container = _test_kit(start)
+    try:
+        yield RegistryEndpoint(container.url, container)
+    finally:
+        container.stop()

@@ -26,6 +26,7 @@ otherwise demand JKS credential files; PEM files are configured directly instead
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -36,14 +37,16 @@ from streamkit.testing.images import TestKitError
 
 __all__ = [
     "SASL_USERS",
+    "SECRETS_DIR",
     "SecureEndpoint",
     "SecureKafka",
     "Variant",
+    "pem_tls_env",
 ]
 
 Variant = Literal["sasl_plain", "sasl_scram_256", "sasl_scram_512", "ssl", "mtls", "sasl_ssl"]
 
-_SECRETS = "/etc/kafka/secrets"
+SECRETS_DIR = "/etc/kafka/secrets"
 # Test-only credentials; every user but bob is a super user of the test broker.
 SASL_USERS: dict[str, str] = {
     "admin": "admin-secret-4d1c",
@@ -75,17 +78,21 @@ class SecureEndpoint:
     password: str | None = field(default=None, repr=False)
     tls: TlsMaterial | None = field(default=None, repr=False)
     client_certificate: bool = False
+    options: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """Further ``security`` settings (e.g. the OAUTHBEARER client credentials)."""
 
-    def env(self, **security: str) -> dict[str, str]:
+    def env(self, **security: str | None) -> dict[str, str]:
         """The ``STREAMKIT_*`` variables for this listener; ``security`` overrides fields.
 
-        ``env(sasl_password="wrong")`` sets ``STREAMKIT_SECURITY__SASL_PASSWORD=wrong``.
+        ``env(sasl_password="wrong")`` sets ``STREAMKIT_SECURITY__SASL_PASSWORD=wrong``;
+        a None value leaves the variable out.
         """
         values: dict[str, str | None] = {
             "protocol": self.protocol,
             "sasl_mechanism": self.mechanism,
             "sasl_username": self.username,
             "sasl_password": self.password,
+            **self.options,
         }
         if self.tls is not None:
             values["ssl_ca_location"] = str(self.tls.ca)
@@ -110,6 +117,18 @@ class SecureEndpoint:
         return load_settings(
             kafka=kafka, security={**security, **overrides.pop("security", {})}, **overrides
         )
+
+
+def pem_tls_env(tls: TlsMaterial) -> dict[str, str]:
+    """``KAFKA_*`` settings of a broker's TLS listeners from PEM files mounted at
+    :data:`SECRETS_DIR`."""
+    return {
+        "KAFKA_SSL_KEYSTORE_TYPE": "PEM",
+        "KAFKA_SSL_KEYSTORE_LOCATION": f"{SECRETS_DIR}/{tls.broker_keystore.name}",
+        "KAFKA_SSL_KEY_PASSWORD": tls.broker_key_password,
+        "KAFKA_SSL_TRUSTSTORE_TYPE": "PEM",
+        "KAFKA_SSL_TRUSTSTORE_LOCATION": f"{SECRETS_DIR}/{tls.ca.name}",
+    }
 
 
 def _jaas(module: str, options: dict[str, str] | None = None) -> str:
@@ -148,14 +167,10 @@ class SecureKafka(KafkaContainer):
             "KAFKA_LISTENER_NAME_SASLTLS_SASL_ENABLED_MECHANISMS": ",".join(_SCRAM),
             # The entrypoint insists on KAFKA_OPTS with SASL; JAAS is per listener here.
             "KAFKA_OPTS": "-Dstreamkit.jaas=per-listener",
-            "KAFKA_SSL_KEYSTORE_TYPE": "PEM",
-            "KAFKA_SSL_KEYSTORE_LOCATION": f"{_SECRETS}/{tls.broker_keystore.name}",
-            "KAFKA_SSL_KEY_PASSWORD": tls.broker_key_password,
-            "KAFKA_SSL_TRUSTSTORE_TYPE": "PEM",
-            "KAFKA_SSL_TRUSTSTORE_LOCATION": f"{_SECRETS}/{tls.ca.name}",
+            **pem_tls_env(tls),
             "KAFKA_LISTENER_NAME_MTLS_SSL_CLIENT_AUTH": "required",
             "KAFKA_LISTENER_NAME_BADHOST_SSL_KEYSTORE_LOCATION": (
-                f"{_SECRETS}/{tls.wrong_host_keystore.name}"
+                f"{SECRETS_DIR}/{tls.wrong_host_keystore.name}"
             ),
             "KAFKA_LOG4J_LOGGERS": "kafka.authorizer.logger=WARN",
         }
@@ -164,7 +179,7 @@ class SecureKafka(KafkaContainer):
                 key = mechanism.replace("-", "___")
                 env[f"KAFKA_LISTENER_NAME_{listener}_{key}_SASL_JAAS_CONFIG"] = _jaas(scram)
         super().__init__(image, listeners=listeners, env=env)
-        self.with_volume_mapping(str(tls.directory), _SECRETS, "ro")
+        self.with_volume_mapping(str(tls.directory), SECRETS_DIR, "ro")
 
     def start(self, timeout_s: float = 120.0) -> SecureKafka:
         """Start the broker, then create the SCRAM users (admin API) and wait for them."""

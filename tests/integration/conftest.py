@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from confluent_kafka import Consumer, DeserializingConsumer, Message
@@ -15,12 +15,16 @@ from confluent_kafka.serialization import Deserializer, StringDeserializer
 
 from streamkit.client.config import client_config
 from streamkit.consume.consumer import EventConsumer
+from streamkit.ops.admin import StreamkitAdmin
 from streamkit.produce.producer import EventProducer
 from streamkit.serde.registry import SchemaRegistry
 from streamkit.serde.schemas import SchemaSet, load_schemas
 from streamkit.settings import StreamkitSettings
 from streamkit.testing.plugin import TopicFactory
 from streamkit.testing.security import SecureKafka
+
+if TYPE_CHECKING:
+    from streamkit.testing.oauth import OAuthKafka
 
 REPO = Path(__file__).resolve().parents[2]
 EVOLUTION_DIR = Path(__file__).parent / "schemas" / "evolution"
@@ -55,6 +59,20 @@ def deserialized_values(
     finally:
         consumer.close()
     return values
+
+
+def settings_from_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> StreamkitSettings:
+    """Settings read from the environment only, after replacing every
+    ``STREAMKIT_SECURITY__*`` variable and setting ``env``."""
+    import os
+
+    from streamkit.settings import load_settings
+
+    for name in [n for n in os.environ if n.startswith("STREAMKIT_SECURITY__")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return load_settings()
 
 
 def raw_messages(
@@ -177,3 +195,21 @@ def secure_topic(secure_kafka: SecureKafka) -> str:
     return TopicFactory(AdminClient({"bootstrap.servers": secure_kafka.bootstrap_servers}))(
         1, prefix="secure"
     )
+
+
+@pytest.fixture
+def oauth_topic(oauth_kafka: OAuthKafka) -> str:
+    """A fresh three-partition topic on the OAuth broker (created as its super user)."""
+    from confluent_kafka.admin import AdminClient
+
+    return TopicFactory(AdminClient({"bootstrap.servers": oauth_kafka.bootstrap_servers}))(
+        3, prefix="oauth"
+    )
+
+
+@pytest.fixture
+def oauth_admin(oauth_kafka: OAuthKafka) -> StreamkitAdmin:
+    """An admin authenticated by OAuth as the broker's super user ``admin-service``."""
+    from streamkit.testing.oauth import SUPER_CLIENT
+
+    return StreamkitAdmin(oauth_kafka.endpoint("sasl_ssl", client=SUPER_CLIENT).settings())

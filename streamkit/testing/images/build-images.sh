@@ -243,32 +243,52 @@ build_kafka() {
     log "built ${KAFKA_IMAGE} in $((SECONDS - start))s"
 }
 
-build_registry() {
-    local hash="$1" archive ctx start=$SECONDS
-    local name="apicurio-registry-app-${APICURIO_VERSION}-all.tar.gz"
-    archive="${CACHE_DIR}/apicurio/${name}"
+# build_from_archive CONTEXT CACHE IMAGE ARTIFACT ARCHIVE_IN_CONTEXT HASH [BUILD_ARG...]: fetch a
+# Maven Central archive (G:A:V:type[:classifier]) into the cache folder CACHE once, link it into
+# a staging copy of CONTEXT/ as ARCHIVE_IN_CONTEXT, then `docker build` IMAGE on the base.
+build_from_archive() {
+    local context="$1" name="$2" image="$3" artifact="$4" in_context="$5" hash="$6"
+    local archive ctx start=$SECONDS
+    shift 6
+    local _group artifact_id version type classifier file
+    IFS=: read -r _group artifact_id version type classifier <<<"$artifact"
+    file="${artifact_id}-${version}${classifier:+-${classifier}}.${type}"
+    archive="${CACHE_DIR}/${name}/${file}"
     if [[ ! -s "$archive" ]]; then
-        command -v mvn >/dev/null 2>&1 || die "mvn (Maven) is needed to fetch Apicurio Registry: apt-get install maven"
-        log "fetching io.apicurio:apicurio-registry-app:${APICURIO_VERSION}:tar.gz:all with mvn"
-        mkdir -p "${CACHE_DIR}/apicurio"
+        command -v mvn >/dev/null 2>&1 || die "mvn (Maven) is needed to fetch ${artifact}: apt-get install maven"
+        log "fetching ${artifact} with mvn"
+        mkdir -p "${CACHE_DIR}/${name}"
         # dependency:copy needs no project; run it where no pom.xml is.
-        (cd "${CACHE_DIR}/apicurio" && mvn -q -B dependency:copy \
-            -Dartifact="io.apicurio:apicurio-registry-app:${APICURIO_VERSION}:tar.gz:all" \
-            -DoutputDirectory="${CACHE_DIR}/apicurio.part") >"${CACHE_DIR}/apicurio/mvn.log" 2>&1 ||
-            { tail -n 30 "${CACHE_DIR}/apicurio/mvn.log" >&2; die "mvn could not fetch the Apicurio Registry archive"; }
-        mv "${CACHE_DIR}/apicurio.part/${name}" "$archive"
-        rm -rf "${CACHE_DIR}/apicurio.part"
+        (cd "${CACHE_DIR}/${name}" && mvn -q -B dependency:copy -Dartifact="${artifact}" \
+            -DoutputDirectory="${CACHE_DIR}/${name}.part") >"${CACHE_DIR}/${name}/mvn.log" 2>&1 ||
+            { tail -n 30 "${CACHE_DIR}/${name}/mvn.log" >&2; die "mvn could not fetch ${artifact}"; }
+        mv "${CACHE_DIR}/${name}.part/${file}" "$archive"
+        rm -rf "${CACHE_DIR}/${name}.part"
     fi
     ensure_base
-    ctx="$(stage_context apicurio-registry)"
-    link_into "$archive" "$ctx/apicurio-registry-app-all.tar.gz"
-    log "docker build -> ${APICURIO_IMAGE}"
-    docker build -q --label "${HASH_LABEL}=${hash}" \
-        --build-arg BASE_IMAGE="${BASE_IMAGE}" --build-arg APICURIO_VERSION="${APICURIO_VERSION}" \
-        -t "${APICURIO_IMAGE}" "$ctx" >"${CACHE_DIR}/apicurio/build.log" 2>&1 ||
-        { tail -n 30 "${CACHE_DIR}/apicurio/build.log" >&2; die "docker build of ${APICURIO_IMAGE} failed"; }
+    ctx="$(stage_context "$context")"
+    link_into "$archive" "$ctx/${in_context}"
+    local build_args=(--build-arg BASE_IMAGE="${BASE_IMAGE}")
+    local arg
+    for arg in "$@"; do build_args+=(--build-arg "$arg"); done
+    log "docker build -> ${image}"
+    docker build -q --label "${HASH_LABEL}=${hash}" "${build_args[@]}" \
+        -t "${image}" "$ctx" >"${CACHE_DIR}/${name}/build.log" 2>&1 ||
+        { tail -n 30 "${CACHE_DIR}/${name}/build.log" >&2; die "docker build of ${image} failed"; }
     rm -rf "$ctx"
-    log "built ${APICURIO_IMAGE} in $((SECONDS - start))s"
+    log "built ${image} in $((SECONDS - start))s"
+}
+
+build_registry() {
+    build_from_archive apicurio-registry apicurio "${APICURIO_IMAGE}" \
+        "io.apicurio:apicurio-registry-app:${APICURIO_VERSION}:tar.gz:all" \
+        apicurio-registry-app-all.tar.gz "$1" APICURIO_VERSION="${APICURIO_VERSION}"
+}
+
+build_keycloak() {
+    build_from_archive keycloak keycloak "${KEYCLOAK_IMAGE}" \
+        "org.keycloak:keycloak-quarkus-dist:${KEYCLOAK_VERSION}:tar.gz" \
+        keycloak-quarkus-dist.tar.gz "$1" KEYCLOAK_VERSION="${KEYCLOAK_VERSION}"
 }
 
 # ensure_image LOCAL OFFICIAL HASH BUILDER
@@ -304,7 +324,12 @@ for target in "${targets[@]}"; do
                 "$(context_hash "${DOCKER_DIR}/apicurio-registry" "${BASE_IMAGE}" "${APICURIO_VERSION}")" \
                 build_registry
             ;;
-        *) die "unknown image '$target' (known: base kafka registry)" ;;
+        keycloak)
+            ensure_image "${KEYCLOAK_IMAGE}" "${KEYCLOAK_OFFICIAL_IMAGE}" \
+                "$(context_hash "${DOCKER_DIR}/keycloak" "${BASE_IMAGE}" "${KEYCLOAK_VERSION}")" \
+                build_keycloak
+            ;;
+        *) die "unknown image '$target' (known: base kafka registry keycloak)" ;;
     esac
 done
 # Drop the untagged leftovers of earlier local builds (only ours, only unused ones).

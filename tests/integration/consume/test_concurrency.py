@@ -1,6 +1,7 @@
 """Concurrent handlers against the real broker (and a real redis-server): per-key order
 at concurrency 64, coroutine handlers that overlap and await send_async, and a slow
-event that holds the commit below it."""
+event that holds the commit below it. A smaller per-key order test, on threads and on
+tasks, runs in the broker-less slice too (librdkafka's mock cluster)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ import uuid
 from collections import Counter
 from typing import Any
 
+import pytest
+
 from streamkit.consume.aio import AsyncEventConsumer
 from streamkit.consume.consumer import EventConsumer
+from streamkit.consume.processing import ConsumerStats
 from streamkit.dedup import open_store
 from streamkit.produce.producer import EventProducer
 from streamkit.serde.events import Event
@@ -39,6 +43,75 @@ def _produce(producer: EventProducer, topic: str, count: int, keys: int) -> list
     assert producer.flush(60) == 0
     assert all(future.exception(0) is None for future in futures)
     return [future.event_id for future in futures]
+
+
+@pytest.mark.broker_less
+@pytest.mark.parametrize("runner", ["threads", "tasks"])
+def test_per_key_order_at_concurrency_16(
+    streamkit_settings: StreamkitSettings,
+    producer: EventProducer,
+    topic_factory: TopicFactory,
+    runner: str,
+    report: Report,
+) -> None:
+    count, keys, partitions, concurrency = 3_000, 60, 4, 16
+    topic = topic_factory(partitions)
+    sent = _produce(producer, topic, count, keys)
+    recorder = Recorder()
+    rng = random.Random(7)
+    bounds: dict[str, Any] = {"max_messages": count, "idle_timeout_s": 30, "handle_signals": False}
+
+    def enter(event: Event) -> float:
+        recorder.enter(event)
+        return rng.random() * 0.002  # 0-2 ms of "I/O"
+
+    started = time.monotonic()
+    if runner == "threads":
+
+        def handle(event: Event) -> None:
+            time.sleep(enter(event))
+            recorder.leave(event)
+
+        with EventConsumer(
+            [topic], handle, settings=streamkit_settings, concurrency=concurrency
+        ) as consumer:
+            stats = consumer.run(**bounds)
+    else:
+
+        async def handle_async(event: Event) -> None:
+            await asyncio.sleep(enter(event))
+            recorder.leave(event)
+
+        async def main() -> ConsumerStats:
+            async with AsyncEventConsumer(
+                [topic], handle_async, settings=streamkit_settings, concurrency=concurrency
+            ) as consumer:
+                return await asyncio.wait_for(consumer.run(**bounds), 120)
+
+        stats = asyncio.run(main())
+    elapsed = time.monotonic() - started
+
+    ids = Counter(call[3] for call in recorder.calls)
+    report(
+        f"per-key-order-broker-less-{runner}",
+        events=count,
+        keys=keys,
+        partitions=partitions,
+        concurrency=concurrency,
+        seconds=round(elapsed, 2),
+        peak_running=recorder.peak,
+        out_of_order=recorder.out_of_order(),
+        key_overlaps=recorder.overlaps,
+        lost=len(set(sent) - set(ids)),
+        handled_twice=sum(n - 1 for n in ids.values() if n > 1),
+    )
+    assert recorder.out_of_order() == 0, "a key's events were handled out of offset order"
+    assert recorder.overlaps == 0, "two events of one key ran at once"
+    assert ids == Counter(sent), "an event was lost or handled twice"
+    assert 1 < recorder.peak <= concurrency
+    assert stats.processed == count
+    per_partition = Counter(call[1] for call in recorder.calls)
+    assert _committed(streamkit_settings, topic, partitions) == dict(per_partition)
 
 
 def test_per_key_order_at_concurrency_64_with_a_dedup_store(

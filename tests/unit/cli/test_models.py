@@ -8,6 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+pytest.importorskip("typer", reason="the CLI needs streamkit[cli]")
+pytest.importorskip("dataclasses_avroschema", reason="model schemas need streamkit[models]")
+
 from typer.testing import CliRunner
 
 from streamkit.cli.main import app

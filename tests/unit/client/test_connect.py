@@ -33,6 +33,22 @@ TEXTS = [
         "SASL authentication error: Authentication failed: Invalid username or password",
         AuthenticationError,
     ),
+    (
+        'Failed to retrieve OIDC token from "http://127.0.0.1:40817/realms/streamkit/protocol/'
+        'openid-connect/token": {"error":"unauthorized_client","error_description":"Invalid '
+        'client or Invalid client credentials"} (401)',
+        AuthenticationError,
+    ),
+    (
+        'Failed to retrieve OIDC token from "http://127.0.0.1:1/token": Failed to connect to '
+        "127.0.0.1:1 after 0 ms: Could not connect to server (-1)",
+        AuthenticationError,
+    ),
+    (
+        'sasl_ssl://127.0.0.1:41641/bootstrap: SASL authentication error: {"status":'
+        '"invalid_token"} (after 305ms in state AUTH_REQ)',
+        AuthenticationError,
+    ),
     ("SSL handshake failed: error:0A000086:SSL routines::certificate verify failed", TlsError),
     ("Receive failed: error:0A00045C:SSL routines::tlsv13 alert certificate required", TlsError),
     ("Receive failed: error:0A000416:SSL routines::ssl/tls alert certificate unknown", TlsError),

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import psycopg
 import pytest
+
+pytest.importorskip("psycopg", reason="the PostgreSQL store needs streamkit[postgres]")
+
+import psycopg
 
 from streamkit.client.postgres import PostgresURL, table_identifier, translate_pg_error
 from streamkit.errors import DedupStoreError

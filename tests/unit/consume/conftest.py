@@ -1,14 +1,15 @@
-"""Fakes for the consume pipeline's unit tests: messages, a consumer client, a decoder."""
+"""Fakes for the consume pipeline's unit tests: a consumer client, a decoder, stores
+(messages are real ``confluent_kafka.Message`` records from :func:`tests.fakes.message`)."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import Message, TopicPartition
 
 from streamkit.consume.dead_letter import DeadLetter, LetterSettled
 from streamkit.consume.decode import Decode
@@ -21,41 +22,9 @@ from streamkit.dedup import ClaimResult, DedupStore, MemoryDedupStore
 from streamkit.errors import DedupStoreError, DeliveryError, DeserializationError, RegistryError
 from streamkit.observability.metrics import NullConsumerMetrics
 from streamkit.observability.tracing import NO_TRACING, Tracing
-from streamkit.serde.events import Event, RawHeaders, header_value
+from streamkit.serde.events import Event, header_value
 from streamkit.settings import ConsumerSettings
-
-
-@dataclass
-class FakeMessage:
-    """Stands in for confluent_kafka.Message."""
-
-    _headers: RawHeaders = field(default_factory=list)
-    _topic: str = "orders"
-    _partition: int = 2
-    _offset: int = 41
-    _key: bytes | None = b"k"
-    _value: bytes | None = b"v"
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def key(self) -> bytes | None:
-        return self._key
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def headers(self) -> RawHeaders:
-        return self._headers
-
-    def error(self) -> None:
-        return None
+from tests.fakes import message
 
 
 class FakeClient:
@@ -69,13 +38,13 @@ class FakeClient:
 
     def __init__(
         self,
-        messages: list[FakeMessage],
+        messages: list[Message],
         *,
         committed: dict[tuple[str, int], tuple[int, str]] | None = None,
     ) -> None:
-        self.log: dict[tuple[str, int], list[FakeMessage]] = {}
-        for message in messages:
-            self.log.setdefault((message.topic(), message.partition()), []).append(message)
+        self.log: dict[tuple[str, int], list[Message]] = {}
+        for record in messages:
+            self.log.setdefault((record.topic(), record.partition()), []).append(record)
         self.stored = dict(committed or {})
         self.position = {
             key: self._index(key, self.stored[key][0]) if key in self.stored else 0
@@ -105,14 +74,14 @@ class FakeClient:
         """Call the pipeline's on_revoke (as librdkafka does inside poll)."""
         self._callbacks["on_revoke"](self, [TopicPartition(t, p) for t, p in keys])
 
-    def _next(self) -> FakeMessage | None:
+    def _next(self) -> Message | None:
         for key, messages in self.log.items():
             if key not in self.paused and self.position[key] < len(messages):
                 self.position[key] += 1
                 return messages[self.position[key] - 1]
         return None
 
-    def poll(self, timeout: float = -1) -> FakeMessage | None:
+    def poll(self, timeout: float = -1) -> Message | None:
         self.polls += 1
         self._assign()
         found = self._next()
@@ -120,12 +89,12 @@ class FakeClient:
             time.sleep(min(timeout, 0.005))
         return found
 
-    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[FakeMessage]:
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]:
         self.polls += 1
         self._assign()
         found = []
-        while len(found) < num_messages and (message := self._next()) is not None:
-            found.append(message)
+        while len(found) < num_messages and (record := self._next()) is not None:
+            found.append(record)
         return found
 
     def commit(self, *, offsets: list[TopicPartition], asynchronous: bool) -> None:
@@ -244,21 +213,19 @@ class FakeSink:
         pass
 
 
-def messages(
-    count: int, *, partitions: int = 1, keys: int = 10, topic: str = "t"
-) -> list[FakeMessage]:
+def messages(count: int, *, partitions: int = 1, keys: int = 10, topic: str = "t") -> list[Message]:
     """``count`` messages spread round-robin over partitions, keys ``k0``..``k<keys-1>``."""
     found = []
     for i in range(count):
         partition = i % partitions
         found.append(
-            FakeMessage(
-                [("event-id", f"e{i}".encode())],
-                topic,
-                partition,
-                i // partitions,
-                f"k{i % keys}".encode(),
-                f"v{i}".encode(),
+            message(
+                topic=topic,
+                partition=partition,
+                offset=i // partitions,
+                key=f"k{i % keys}".encode(),
+                value=f"v{i}".encode(),
+                headers=[("event-id", f"e{i}".encode())],
             )
         )
     return found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -95,3 +96,30 @@ def test_other_commit_failures_raise() -> None:
     stage = _stage(FakeCommits(KafkaError.GROUP_AUTHORIZATION_FAILED), tracker)
     with pytest.raises(KafkaClientError, match="GROUP_AUTHORIZATION_FAILED"):
         stage.commit_now([tracker])
+
+
+@pytest.mark.parametrize("per_partition", [False, True])
+def test_a_failed_asynchronous_commit_is_made_again_at_the_next_turn(
+    per_partition: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("streamkit.consume.commit.COMMIT_INTERVAL_S", 0.0)
+    client = FakeCommits()
+    tracker = _tracker(*range(10))
+    stage = _stage(client, tracker)
+    stage.turn(stage._trackers, held=0)
+    [(offsets, _)] = client.commits
+    stage.turn(stage._trackers, held=0)
+    assert len(client.commits) == 1, "nothing moved"
+    # librdkafka reports the outcome later, through on_commit (a rebalance was under way).
+    generation = KafkaError(KafkaError.ILLEGAL_GENERATION)
+    if per_partition:  # TopicPartition.error is read-only: a stand-in with the fields
+        failed = SimpleNamespace(topic="t", partition=0, offset=offsets[0].offset, error=generation)
+        stage.on_commit(None, [failed])  # type: ignore[list-item]
+    else:
+        stage.on_commit(KafkaException(generation).args[0], offsets)
+    stage.turn(stage._trackers, held=0)
+    assert len(client.commits) == 2
+    assert client.commits[1][0][0].offset == 10
+    stage.on_commit(None, client.commits[1][0])  # succeeded
+    stage.turn(stage._trackers, held=0)
+    assert len(client.commits) == 2

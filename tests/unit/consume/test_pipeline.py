@@ -15,7 +15,8 @@ import pytest
 from streamkit.consume.backpressure import PAUSE_AFTER_S
 from streamkit.dedup import ClaimResult, MemoryDedupStore, scoped_key
 from streamkit.serde.events import Event
-from tests.unit.consume.conftest import FakeClient, FakeMessage, FlakyStore, make_harness, messages
+from tests.fakes import message
+from tests.unit.consume.conftest import FakeClient, FlakyStore, make_harness, messages
 
 
 def _end(client: FakeClient) -> dict[tuple[str, int], int]:
@@ -113,7 +114,7 @@ def test_failures_are_retried_without_holding_other_keys_then_dead_lettered() ->
 @pytest.mark.parametrize("concurrency", [1, 4], ids=["poll-thread-decodes", "handlers-decode"])
 def test_undecodable_messages_are_dead_lettered_at_once(concurrency: int) -> None:
     log = messages(5)
-    log[2] = FakeMessage([], "t", 0, 2, b"k", b"bad")
+    log[2] = message(topic="t", partition=0, offset=2, value=b"bad")
     client = FakeClient(log)
     handled: list[int] = []
     harness = make_harness(

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import Message, TopicPartition
 
 from streamkit.consume.backpressure import PAUSE_AFTER_S, Backpressure
 from streamkit.consume.dedup_gate import DedupGate
@@ -22,11 +22,11 @@ from streamkit.dedup import MemoryDedupStore, scoped_key
 from streamkit.errors import DedupStoreError
 from streamkit.observability.metrics import ConsumerMetrics, StreamkitMetrics
 from streamkit.settings import ConsumerSettings
-from tests.unit.consume.conftest import FakeMessage
+from tests.fakes import message
 
 
-def _work(message: FakeMessage) -> Work:
-    return Work(message, PartitionTracker("orders", 2), message.offset(), None)  # type: ignore[arg-type]
+def _work(record: Message) -> Work:
+    return Work(record, PartitionTracker("orders", 2), record.offset(), None)
 
 
 # Dependency gate ----------------------------------------------------------------------
@@ -146,7 +146,7 @@ def test_one_claim_round_trip_sorts_claimed_duplicates_and_conflicts() -> None:
     store.complete([scoped_key("g", "done")])
     store.for_owner("other").claim([scoped_key("g", "busy")])
     works = [
-        _work(FakeMessage([("event-id", event_id.encode())], _offset=offset))
+        _work(message(offset=offset, headers=[("event-id", event_id.encode())]))
         for offset, event_id in enumerate(["new", "done", "busy", "new"])
     ]
     gate = DedupGate(store, "g")
@@ -175,7 +175,7 @@ def test_release_failures_are_left_to_the_claim_ttl(caplog: pytest.LogCaptureFix
 def test_in_place_retry_backs_off_then_forwards_to_the_dead_letter_topic() -> None:
     settings = ConsumerSettings(max_retries=3, retry_backoff_ms=100, retry_backoff_max_ms=250)
     policy = InPlaceRetry(settings, "g", retriable=lambda error: not isinstance(error, KeyError))
-    work = _work(FakeMessage())
+    work = _work(message())
     delays = []
     for attempts in (1, 2, 3):
         work.attempts = attempts

@@ -11,18 +11,20 @@ import threading
 from collections import Counter
 
 import pytest
+from confluent_kafka import Message
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from streamkit.observability.otel import OtelTracing
 from streamkit.serde.events import Event, Headers, envelope_headers
-from tests.unit.consume.conftest import FakeClient, FakeMessage, make_harness
+from tests.fakes import message
+from tests.unit.consume.conftest import FakeClient, make_harness
 
 COUNT = 6
 
 
-def _produced(tracing: OtelTracing) -> list[FakeMessage]:
+def _produced(tracing: OtelTracing) -> list[Message]:
     """COUNT messages, each with the context of its own publish span; offset 3 cannot be
     decoded."""
     log = []
@@ -32,7 +34,16 @@ def _produced(tracing: OtelTracing) -> list[FakeMessage]:
         span.inject(headers)
         span.end()
         value = b"bad" if offset == 3 else f"v{offset}".encode()
-        log.append(FakeMessage(list(headers), "t", 0, offset, f"k{offset}".encode(), value))
+        log.append(
+            message(
+                topic="t",
+                partition=0,
+                offset=offset,
+                key=f"k{offset}".encode(),
+                value=value,
+                headers=list(headers),
+            )
+        )
     return log
 
 

@@ -7,6 +7,8 @@ import uuid
 
 import pytest
 
+pytest.importorskip("psycopg", reason="the PostgreSQL store needs streamkit[postgres]")
+
 from streamkit.dedup import exactly_once, open_store
 from streamkit.dedup import postgresql as pg
 from streamkit.dedup import sqlite as sq

@@ -9,6 +9,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+
+pytest.importorskip("opentelemetry.sdk", reason="tracing needs streamkit[otel]")
+
 from confluent_kafka import Message
 from opentelemetry import baggage, context
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+pytest.importorskip("psycopg", reason="the outbox needs streamkit[postgres]")
+
 from streamkit.errors import DeliveryError, OutboxError
 from streamkit.produce.outbox import LANES, checked_statements, lane_of, lock_namespace
 from streamkit.produce.outbox_relay import settle

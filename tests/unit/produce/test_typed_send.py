@@ -7,6 +7,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+
+pytest.importorskip("opentelemetry.sdk", reason="tracing needs streamkit[otel]")
+pytest.importorskip("dataclasses_avroschema", reason="model schemas need streamkit[models]")
+
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode

@@ -101,7 +101,7 @@ def _encode_or_name_the_field(schema: AvroSchema, record: Any) -> None:
         assert isinstance(decoded, Event)
         return
     assert error.field
-    assert error.field in str(error)  # shown as is (control characters arrive escaped)
+    assert error.field in str(error)
     assert error.schema == schema.name
 
 

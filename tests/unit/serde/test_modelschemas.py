@@ -10,6 +10,9 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+pytest.importorskip("dataclasses_avroschema", reason="model schemas need streamkit[models]")
+
 from dataclasses_avroschema.pydantic import AvroBaseModel
 from fastavro.schema import to_parsing_canonical_form
 from pydantic import BaseModel, Field

@@ -6,6 +6,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+
+pytest.importorskip("dataclasses_avroschema", reason="model schemas need streamkit[models]")
+
 from pydantic import BaseModel
 
 from streamkit.errors import DeserializationError, SchemaValidationError

@@ -8,6 +8,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
+pytest.importorskip("mypy", reason="runs mypy (a dev tool)")
+
 REPO = Path(__file__).resolve().parents[3]
 
 GOOD = """
