@@ -1,13 +1,14 @@
 """PostgreSQL inbox and outbox: what exactly-once and the relay cost, side by side.
 
     python -m bench.postgres [--events N] [--rounds R] [--rate 1000] [--latency-seconds S]
-                             [--fast-db]
+                             [--fast-db] [--phases inbox,relay,latency]
 
 1. **Inbox**: an EventConsumer whose handler inserts one row per event through a pooled
    connection, without and with ``exactly_once`` (the dedup mark in the same
    transaction). Both read the same topic (each its own group), in their own process,
-   alternating over rounds; the first WARMUP events are not timed. Ratio: with / without.
-   Concurrency 1 (``EventConsumer`` handles one event at a time today).
+   alternating over rounds; the first WARMUP events are not timed. Ratio: with / without
+   at the same concurrency. Concurrency 1 (one handler call at a time) and 16 (16 handler
+   threads, a pool of 16 connections: the shape of a concurrent service).
 2. **Relay throughput**: a backlog of N committed outbox rows drained by ``OutboxRelay``
    (from its first batch to the last row marked, i.e. broker-acknowledged), vs a service
    sending the same N events directly with ``EventProducer.send`` until all are
@@ -46,6 +47,7 @@ from bench.common import ORDER_SCHEMA, SCHEMAS, Env, order, settings  # noqa: E4
 from bench.run import _cluster, _topic  # noqa: E402
 
 WARMUP = 500
+INBOX_CONCURRENCY = (1, 16)
 DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
 
 
@@ -53,9 +55,10 @@ DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
 
 
 def consume_into_postgres(
-    env: Env, url: str, topic: str, count: int, tag: str, once: bool
+    env: Env, url: str, topic: str, count: int, tag: str, once: bool, concurrency: int = 1
 ) -> tuple[float, float]:
-    """Wall and CPU seconds for ``count`` events handled into PostgreSQL (after WARMUP)."""
+    """Wall and CPU seconds for ``count`` events handled into PostgreSQL (after WARMUP) by
+    ``concurrency`` handler calls at once, each on its own pooled connection."""
     from psycopg_pool import ConnectionPool
 
     from streamkit.consume.consumer import EventConsumer
@@ -65,7 +68,8 @@ def consume_into_postgres(
     insert = f"INSERT INTO effects_{tag} VALUES (%s)"  # noqa: S608 - a generated name
     seen = 0
     started = cpu_started = 0.0
-    with ConnectionPool(url, min_size=1, max_size=2) as pool:
+    counting = threading.Lock()
+    with ConnectionPool(url, min_size=1, max_size=max(2, concurrency)) as pool:
 
         def handle(event: Any) -> None:
             nonlocal seen, started, cpu_started
@@ -78,11 +82,14 @@ def consume_into_postgres(
                             tx.execute(insert, (event.id,))
                 else:
                     conn.execute(insert, (event.id,))
-            seen += 1
-            if seen == WARMUP:
-                started, cpu_started = time.perf_counter(), time.process_time()
+            with counting:
+                seen += 1
+                if seen == WARMUP:
+                    started, cpu_started = time.perf_counter(), time.process_time()
 
-        with EventConsumer([topic], handle, settings=settings(env, group)) as consumer:
+        with EventConsumer(
+            [topic], handle, settings=settings(env, group), concurrency=concurrency
+        ) as consumer:
             consumer.run(max_messages=count + WARMUP, idle_timeout_s=30, handle_signals=False)
     assert seen >= count + WARMUP, f"handled {seen} of {count + WARMUP}"
     return time.perf_counter() - started, time.process_time() - cpu_started
@@ -117,20 +124,27 @@ def bench_inbox(env: Env, url: str, events: int, rounds: int) -> dict[str, Any]:
             producer.send(topic, order(seq), key=f"k{seq % 97}", schema=ORDER_SCHEMA)
     best: dict[str, float] = {}
     cpu: dict[str, float] = {}
+    contenders = [
+        (f"{name} c{concurrency}", once, concurrency)
+        for concurrency in INBOX_CONCURRENCY
+        for name, once in (("without", False), ("exactly_once", True))
+    ]
     for round_ in range(rounds):
-        for name, once in (("without", False), ("exactly_once", True)):
+        for name, once, concurrency in contenders:
             tag = f"{round_}_{uuid.uuid4().hex[:6]}"
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute(f"CREATE TABLE effects_{tag} (event_id text)")
-            seconds, cpu_s = _in_child(consume_into_postgres, env, url, topic, events, tag, once)
+            seconds, cpu_s = _in_child(
+                consume_into_postgres, env, url, topic, events, tag, once, concurrency
+            )
             rate = events / seconds
             best[name] = max(best.get(name, 0.0), rate)
             cpu[name] = min(cpu.get(name, float("inf")), cpu_s / events * 1e6)
-            print(f"  inbox {name:13} round {round_ + 1}: {rate:7.0f} events/s", flush=True)
+            print(f"  inbox {name:17} round {round_ + 1}: {rate:7.0f} events/s", flush=True)
     return {
         name: {
             "events_per_s": round(rate),
-            "ratio": round(rate / best["without"], 3),
+            "ratio": round(rate / best[name.replace("exactly_once", "without")], 3),
             "cpu_us_per_event": round(cpu[name]),
         }
         for name, rate in best.items()
@@ -335,7 +349,9 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=1_000)
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--fast-db", action="store_true", help="no fsync (the test settings)")
+    parser.add_argument("--phases", default="inbox,relay,latency", help="which phases to run")
     args = parser.parse_args()
+    phases = set(args.phases.split(","))
     multiprocessing.set_start_method("spawn")
     from streamkit.testing.postgres import PostgresServer
 
@@ -344,19 +360,21 @@ def main() -> None:
         PostgresServer(settings={} if args.fast_db else DURABLE) as server,
     ):
         url = server.url
-        results = {
-            "inbox": bench_inbox(env, url, args.inbox_events, args.rounds),
-            "relay": bench_relay(env, url, args.events, args.rounds),
-            "latency": bench_latency(env, url, args.rate, args.latency_seconds),
-        }
-    print(f"\n{'inbox (concurrency 1)':26}{'events/s':>10}{'ratio':>8}{'CPU us/event':>14}")
-    for name, f in results["inbox"].items():
+        results = {}
+        if "inbox" in phases:
+            results["inbox"] = bench_inbox(env, url, args.inbox_events, args.rounds)
+        if "relay" in phases:
+            results["relay"] = bench_relay(env, url, args.events, args.rounds)
+        if "latency" in phases:
+            results["latency"] = bench_latency(env, url, args.rate, args.latency_seconds)
+    print(f"\n{'inbox':26}{'events/s':>10}{'ratio':>8}{'CPU us/event':>14}")
+    for name, f in results.get("inbox", {}).items():
         print(f"{name:26}{f['events_per_s']:>10}{f['ratio']:>8.2f}{f['cpu_us_per_event']:>14}")
     print(f"\n{'publishing':26}{'events/s':>10}{'x direct':>10}")
-    for name, f in results["relay"].items():
+    for name, f in results.get("relay", {}).items():
         print(f"{name:26}{f['events_per_s']:>10}{f['ratio']:>10.2f}")
     print(f"\n{'latency at ' + str(args.rate) + '/s':34}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}")
-    for name, f in results["latency"].items():
+    for name, f in results.get("latency", {}).items():
         print(f"{name:34}{f['p50_ms']:>8}{f['p99_ms']:>8}{f['max_ms']:>8}")
     out = REPO / "bench" / "results" / "postgres.json"
     document = {"results": results, "args": vars(args)}

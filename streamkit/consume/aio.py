@@ -17,16 +17,15 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Self
 
 from streamkit.consume.consumer import EventConsumer
-from streamkit.consume.executors import AsyncExecutor
 from streamkit.consume.processing import ConsumerStats
 from streamkit.serde.events import Event
 
 __all__ = ["AsyncEventConsumer", "AsyncHandler"]
 
-AsyncHandler = Callable[[Event], Coroutine[Any, Any, Any]]
+AsyncHandler = Callable[[Event[Any]], Coroutine[Any, Any, Any]]
 
 
-def _not_called(_event: Event) -> None:  # pragma: no cover - the async executor runs instead
+def _not_called(_event: Event[Any]) -> None:  # pragma: no cover - the async executor runs instead
     raise RuntimeError("AsyncEventConsumer runs its handler as tasks on the loop")
 
 
@@ -39,7 +38,8 @@ class AsyncEventConsumer:
             dead-lettered).
         **options: every keyword argument of :class:`~streamkit.consume.consumer.EventConsumer`
             (``settings``, ``dedup``, ``concurrency``, ``ordering``, ``max_in_flight``,
-            ``reader_schemas``, ``batch_size``, ...), except ``batch_handler``.
+            ``reader_schemas``, ``batch_size``, ``payload_type``, ``tracer_provider``, ...),
+            except ``batch_handler``.
     """
 
     def __init__(self, topics: Sequence[str], handler: AsyncHandler, **options: Any) -> None:
@@ -85,9 +85,7 @@ class AsyncEventConsumer:
         """
         loop = asyncio.get_running_loop()
         pipeline = self._consumer.pipeline
-        executor = AsyncExecutor(
-            self._handler, pipeline.dispatcher, pipeline.completions, pipeline.timed, loop
-        )
+        executor = pipeline.async_executor_for(self._handler, loop)
         installed = []
         if handle_signals:
             for signum in (signal.SIGTERM, signal.SIGINT):

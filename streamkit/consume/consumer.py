@@ -41,20 +41,25 @@ from streamkit.consume.retry_topics import retry_policy
 from streamkit.dedup import DedupStore
 from streamkit.errors import ConfigError, ConfigProblem
 from streamkit.observability.metrics import ConsumerMetrics, NullConsumerMetrics
-from streamkit.serde.events import Event, EventDecoder
+from streamkit.observability.tracing import tracing_for
+from streamkit.serde.events import Event
+from streamkit.serde.payloads import PayloadType
 from streamkit.serde.registry import SchemaRegistry
 from streamkit.serde.schemas import AvroSchema
 from streamkit.settings import StreamkitSettings, env_var_name, load_settings
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
     from streamkit.observability.metrics import StreamkitMetrics
 
 __all__ = ["BatchHandler", "EventConsumer", "Handler"]
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Event], Any]
-BatchHandler = Callable[[list[Event]], Any]
+Handler = Callable[[Event[Any]], Any]
+"""A handler: ``Event`` (dict payloads) or ``Event[Model]`` with ``payload_type=Model``."""
+BatchHandler = Callable[[list[Event[Any]]], Any]
 
 
 class EventConsumer:
@@ -86,6 +91,11 @@ class EventConsumer:
             ``STREAMKIT_CONSUMER__ORDERING``).
         max_in_flight: most messages held (default ``STREAMKIT_CONSUMER__MAX_IN_FLIGHT``,
             else 10 x concurrency).
+        payload_type: a pydantic model, or a mapping from writer schema full name to
+            model: the handler gets ``Event[Model]``; a payload that does not fit is
+            dead-lettered naming the field (:mod:`streamkit.serde.payloads`).
+        tracer_provider: OpenTelemetry provider to record consumer spans with (default:
+            the global one, if set; see :mod:`streamkit.observability.tracing`).
     """
 
     def __init__(
@@ -108,6 +118,8 @@ class EventConsumer:
         concurrency: int | None = None,
         ordering: Ordering | None = None,
         max_in_flight: int | None = None,
+        payload_type: PayloadType | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         if (handler is None) == (batch_handler is None):
             raise TypeError("give exactly one of handler or batch_handler")
@@ -167,7 +179,7 @@ class EventConsumer:
             group=self.group_id,
             topics=self.topics,
             settings=self.consumer_settings,
-            decode=Decode(EventDecoder(self._registry, reader_schemas)),
+            decode=Decode.of(self._registry, reader_schemas, payload_type),
             gate=DedupGate(dedup, self.group_id, dedup_key_fn) if dedup is not None else None,
             policy=policy,
             retry_topics=retry_topics,
@@ -180,6 +192,7 @@ class EventConsumer:
             batch_call=batch_handler,
             on_assign=on_assign,
             on_revoke=on_revoke,
+            tracing=tracing_for(tracer_provider, self.settings.kafka.client_id),
         )
         self._closed = False
 

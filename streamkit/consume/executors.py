@@ -11,6 +11,9 @@ to do the bookkeeping (dedup marks, offsets, commits).
 - :class:`ThreadExecutor` (concurrency N, sync handler): N daemon threads.
 - :class:`AsyncExecutor` (coroutine handler): up to N tasks on the service's event loop;
   the poll thread hands a batch over with one ``call_soon_threadsafe``.
+
+Each runs the handler through the call the pipeline made of it
+(:class:`~streamkit.consume.calls.HandlerCalls`: the consumer span), given the work.
 """
 
 from __future__ import annotations
@@ -21,12 +24,12 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
+from streamkit.consume.calls import AsyncCall, BatchCall, SyncCall
 from streamkit.consume.dispatch import Dispatcher
 from streamkit.consume.work import Work
-from streamkit.serde.events import Event
 
 __all__ = [
     "AsyncExecutor",
@@ -38,9 +41,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SyncCall = Callable[[Event], Any]
 DecodeCall = Callable[[Work], Exception | None]
-AsyncCall = Callable[[Event], Awaitable[Any]]
 Timed = Callable[[Work, float], None]
 
 
@@ -124,10 +125,10 @@ class Executor(Protocol):
 
 
 def _call(handler: SyncCall, work: Work, timed: Timed) -> None:
-    """Run the handler on ``work.event``; the outcome goes into ``work.error``."""
+    """Run the handler call on ``work``; the outcome goes into ``work.error``."""
     started = _begin(work)
     try:
-        handler(work.event)  # type: ignore[arg-type]  # dispatched works are decoded
+        handler(work)
     except Exception as exc:
         _end(work, started, timed, exc)
     else:
@@ -181,18 +182,17 @@ class InlineExecutor(_Runner):
         return len(works)
 
     def run_as_batch(
-        self, call: Callable[[list[Event]], Any], works: Sequence[Work], delays: Iterator[float]
+        self, call: BatchCall, works: Sequence[Work], delays: Iterator[float]
     ) -> tuple[bool, int]:
         """Hand every work's event to a batch handler at once, retrying in place (on the
         poll thread) after each of ``delays``. Returns whether it succeeded (then every
         work is reported handled) and how many retries it took; on failure the works are
         to be handled one by one."""
-        events = [work.event for work in works]
         retries = 0
         while True:
             started = time.perf_counter()
             try:
-                call(events)  # type: ignore[arg-type]  # dispatched works are decoded
+                call(works)
             except Exception as exc:
                 delay = next(delays, None)
                 if delay is None or self._stopping.wait(delay):
@@ -319,7 +319,7 @@ class AsyncExecutor(_Runner):
     async def _run(self, work: Work) -> None:
         started = _begin(work)
         try:
-            await self._handler(work.event)  # type: ignore[arg-type]
+            await self._handler(work)
         except Exception as exc:
             _end(work, started, self._timed, exc)
         else:

@@ -33,6 +33,7 @@ they are all finished and committed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -44,6 +45,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from streamkit.client.diagnose import kafka_errors
 from streamkit.consume.backpressure import PAUSE_AFTER_S, Backpressure
 from streamkit.consume.breaker import BreakerState, FailureBreaker
+from streamkit.consume.calls import HandlerCalls
 from streamkit.consume.commit import CommitStage, GroupCommit
 from streamkit.consume.dead_letter import DeadLetterSink, LetterSettled
 from streamkit.consume.decode import Decode
@@ -55,7 +57,13 @@ from streamkit.consume.dependencies import (
     DependencyGate,
 )
 from streamkit.consume.dispatch import Dispatcher, lane_of
-from streamkit.consume.executors import Completions, Executor, InlineExecutor, ThreadExecutor
+from streamkit.consume.executors import (
+    AsyncExecutor,
+    Completions,
+    Executor,
+    InlineExecutor,
+    ThreadExecutor,
+)
 from streamkit.consume.history import error_type_name
 from streamkit.consume.liveness import Liveness
 from streamkit.consume.offsets import OffsetTrackers, PartitionTracker
@@ -71,6 +79,7 @@ from streamkit.consume.retry import Forward, RetryLater, RetryPolicy
 from streamkit.consume.retry_topics import DueGate, RetryTopics
 from streamkit.consume.work import Work
 from streamkit.errors import DedupStoreError, DeserializationError, KafkaClientError
+from streamkit.observability.tracing import NO_PROCESS_SPAN, NO_TRACING, Tracing, log_extra
 from streamkit.settings import ConsumerSettings
 
 if TYPE_CHECKING:
@@ -113,6 +122,8 @@ class Pipeline:
         batch_call: a batch handler tried on each polled batch first (inline only).
         on_assign, on_revoke: the application's rebalance hooks.
         role: names this pipeline in log records (``consumer``, ``processor``).
+        tracing: runs each handler call in its consumer span (:mod:`.calls`); records
+            retries and dead letters on it.
     """
 
     def __init__(
@@ -138,6 +149,7 @@ class Pipeline:
         on_revoke: RebalanceHook | None = None,
         role: str = "consumer",
         retry_topics: RetryTopics | None = None,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         self.client = client
         self.group = group
@@ -156,7 +168,9 @@ class Pipeline:
         self._observer = observer
         self._batch_size = batch_size
         self._inline = inline
-        self._batch_call = batch_call
+        self._tracing = tracing
+        self.calls = HandlerCalls(tracing, group)
+        self._batch_call = self.calls.batch(batch_call) if batch_call is not None else None
         self._lane: Callable[[str, int, bytes | None], Hashable] = lane_of(settings.ordering)
         self.dispatcher = Dispatcher(1 if inline else settings.concurrency)
         self.completions = Completions()
@@ -223,10 +237,17 @@ class Pipeline:
     def executor_for(self, handler: Callable[[Any], Any], name: str) -> Executor:
         """The executor of a sync ``handler``: on the poll thread at concurrency 1, else
         on ``concurrency`` threads named ``name-<n>``."""
-        parts = (handler, self.dispatcher, self.completions, self.timed)
+        parts = (self.calls.sync(handler), self.dispatcher, self.completions, self.timed)
         if self._inline:
             return InlineExecutor(*parts, self.stopping)
         return ThreadExecutor(*parts, name=name, decode=self._decode)
+
+    def async_executor_for(
+        self, handler: Callable[[Any], Any], loop: asyncio.AbstractEventLoop
+    ) -> AsyncExecutor:
+        """The executor of a coroutine ``handler``: up to ``concurrency`` tasks on ``loop``."""
+        call = self.calls.coroutine(handler)
+        return AsyncExecutor(call, self.dispatcher, self.completions, self.timed, loop)
 
     def on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
         """librdkafka's report of a commit (the consumer's ``on_commit``, served by poll)."""
@@ -559,13 +580,17 @@ class Pipeline:
         if isinstance(decision, RetryLater):
             self.stats.retries += 1
             self._observer.retry(work.tracker.topic)
+            span = work.span
+            span.retry(work.attempts, decision.delay_s)
             log.info(
                 "handler failed on %r (%s: %s); retrying in %.2f s",
                 work,
                 type(work.error).__name__,
                 work.error,
                 decision.delay_s,
+                extra=log_extra(work.message, span),
             )
+            _end_span(work)
             self._parked.retry_in(work, decision.delay_s)
         else:
             self._forward(work, decision)
@@ -644,18 +669,33 @@ class Pipeline:
         self._forward(work, self._policy.on_undecodable(work, problem))
 
     def _forward(self, work: Work, decision: Forward) -> None:
+        span = work.span
+        if span is NO_PROCESS_SPAN:  # never handled (undecodable): a span of its own
+            span = self._tracing.process(work.message, self.group)
+            span.fail(decision.error)
+        hop = decision.stage
+        if hop is not None:
+            span.retry(work.attempts, hop.delay_s)
+        else:
+            span.dead_letter(decision.letter.topic, decision.error)
         log.log(
-            logging.INFO if decision.stage is not None else logging.WARNING,
+            logging.INFO if hop is not None else logging.WARNING,
             "%s %s[%s]@%s to %s: %s",
-            "retrying" if decision.stage is not None else "dead-lettering",
+            "retrying" if hop is not None else "dead-lettering",
             work.tracker.topic,
             work.tracker.partition,
             work.offset,
             decision.letter.topic,
             decision.error,
-            # The handler's traceback, once, here; an undecodable message's reason says it all.
-            exc_info=None if isinstance(decision.error, DeserializationError) else decision.error,
+            # The handler's traceback, once, at the dead letter; an undecodable message's
+            # reason says it all.
+            exc_info=None
+            if hop is not None or isinstance(decision.error, DeserializationError)
+            else decision.error,
+            extra=log_extra(work.message, span),
         )
+        span.end()
+        work.span = NO_PROCESS_SPAN
         self._start(self.dispatcher.release(work))
         self._letters[work] = decision
         self.sink.send(work, decision.letter)
@@ -696,6 +736,7 @@ class Pipeline:
         for work in works:
             if work.claim is not None:
                 self._to_release.append(work.claim)
+            _end_span(work)
             work.tracker.live -= 1
             self._held -= 1
 
@@ -820,3 +861,10 @@ class Pipeline:
             return
         if isinstance(stage, GroupCommit):
             stage.commit_now(self.trackers.all())
+
+
+def _end_span(work: Work) -> None:
+    """End the span a failed handler call left open (its fate is recorded)."""
+    if work.span is not NO_PROCESS_SPAN:
+        work.span.end()
+        work.span = NO_PROCESS_SPAN

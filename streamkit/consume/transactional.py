@@ -27,6 +27,9 @@ transaction is aborted, and the inputs are processed again. A ``read_committed``
 of the output topics therefore sees each input's outputs exactly once. Output event ids
 are derived from the input's id (:func:`output_event_id`), so a downstream consumer with
 a dedup store also recognises them if they are ever produced outside a transaction.
+Traced (see :mod:`streamkit.observability.tracing`), each output gets a ``publish`` span,
+child of its input's ``process`` span, and that context in its headers: the outputs carry
+their input's trace.
 
 The ``transactional.id`` must be stable per instance (e.g. ``orders-enricher-0``) and
 unique among running instances: a restart reuses it so that its predecessor's open
@@ -44,7 +47,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -60,11 +63,16 @@ from streamkit.consume.retry_topics import retry_policy
 from streamkit.consume.work import Work
 from streamkit.errors import ConfigError, ConfigProblem, RegistryError, StreamkitError
 from streamkit.observability.metrics import NullConsumerMetrics
+from streamkit.observability.tracing import tracing_for
 from streamkit.produce.producer import EventProducer
-from streamkit.serde.events import Event, EventDecoder, Headers
+from streamkit.serde.events import Event, Headers
+from streamkit.serde.payloads import PayloadType
 from streamkit.serde.registry import SchemaRegistry
 from streamkit.serde.schemas import AvroSchema, SchemaSet
 from streamkit.settings import StreamkitSettings, env_var_name, load_settings
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 __all__ = ["Output", "TransactionStats", "TransactionalProcessor", "Transform", "output_event_id"]
 
@@ -86,7 +94,7 @@ class Output(NamedTuple):
     """Full name of the value schema; default: the schema declaring ``topic``."""
 
 
-Transform = Callable[[Event], Iterable[Output | tuple[Any, ...]]]
+Transform = Callable[[Event[Any]], Iterable[Output | tuple[Any, ...]]]
 
 
 @dataclass
@@ -341,6 +349,10 @@ class TransactionalProcessor:
             ``STREAMKIT_CONSUMER__CONCURRENCY``).
         ordering: ``"key"``, ``"partition"`` or ``"none"`` (default
             ``STREAMKIT_CONSUMER__ORDERING``).
+        payload_type: a pydantic model, or a mapping from writer schema full name to
+            model: ``transform`` gets ``Event[Model]`` (see ``EventConsumer``).
+        tracer_provider: OpenTelemetry provider for the inputs' consumer spans and the
+            outputs' producer spans (default: the global one, if set).
     """
 
     def __init__(
@@ -357,6 +369,8 @@ class TransactionalProcessor:
         producer_config: Mapping[str, Any] | None = None,
         concurrency: int | None = None,
         ordering: Ordering | None = None,
+        payload_type: PayloadType | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.settings = settings or load_settings()
         self.group_id, self.transactional_id = _required_ids(self.settings)
@@ -366,6 +380,7 @@ class TransactionalProcessor:
         self.topics = list(topics)
         self.stats = TransactionStats()
         self._transform = transform
+        self._tracing = tracing_for(tracer_provider, self.settings.kafka.client_id)
         self._owns_registry = registry is None
         self._registry = registry or SchemaRegistry(self.settings)
         self._consumer = Consumer(
@@ -417,7 +432,7 @@ class TransactionalProcessor:
             group=self.group_id,
             topics=self.topics,
             settings=consumer_settings,
-            decode=Decode(EventDecoder(self._registry, reader_schemas)),
+            decode=Decode.of(self._registry, reader_schemas, payload_type),
             gate=None,
             policy=policy,
             retry_topics=retry_topics,
@@ -429,6 +444,7 @@ class TransactionalProcessor:
             commit=stage,
             barrier=True,
             role="processor",
+            tracing=self._tracing,
         )
         self._transaction = transaction[0]
         self._closed = False
@@ -504,7 +520,11 @@ class TransactionalProcessor:
                 timestamp=source.timestamp,
             )
             key = output.key.encode() if isinstance(output.key, str) else output.key
-            encoded.append((output.topic, encoder.encode(event), key, encoder.headers(event)))
+            value, headers = encoder.encode(event), encoder.headers(event)
+            span = self._tracing.publish(output.topic, key, event.id)  # child of the input's
+            span.inject(headers)
+            span.end()
+            encoded.append((output.topic, value, key, headers))
         return encoded
 
     def close(self) -> None:

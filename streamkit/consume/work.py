@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import TYPE_CHECKING
 
+from streamkit.observability.tracing import NO_PROCESS_SPAN, ProcessSpan
+
 if TYPE_CHECKING:
     from confluent_kafka import Message
 
@@ -35,6 +37,9 @@ class Work:
             comes).
         error: the exception of the last handler call, None after a success.
         handled_at: ``time.perf_counter()`` when the handler succeeded.
+        span: the consumer span of the last failed handler call, open until the
+            pipeline recorded what follows (:mod:`streamkit.consume.calls`);
+            ``NO_PROCESS_SPAN`` otherwise.
     """
 
     __slots__ = (
@@ -49,6 +54,7 @@ class Work:
         "lane",
         "message",
         "offset",
+        "span",
         "tracker",
     )
 
@@ -67,6 +73,7 @@ class Work:
         self.dropped = False
         self.error: BaseException | None = None
         self.handled_at = 0.0
+        self.span: ProcessSpan = NO_PROCESS_SPAN
 
     def __repr__(self) -> str:
         return f"Work({self.tracker.topic}[{self.tracker.partition}]@{self.offset})"

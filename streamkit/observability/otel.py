@@ -10,12 +10,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import propagate, trace
+from opentelemetry import context, propagate, trace
 from opentelemetry.propagators.textmap import Getter, Setter
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from streamkit.errors import MissingExtraError
-from streamkit.observability.tracing import PublishSpan, Tracing
+from streamkit.observability.tracing import ProcessSpan, PublishSpan, Tracing
 from streamkit.serde.events import HEADER_EVENT_ID, Headers, RawHeaders, header_value
 
 if TYPE_CHECKING:
@@ -42,6 +42,8 @@ GROUP = "messaging.consumer.group.name"
 CLIENT_ID = "messaging.client.id"
 BATCH_COUNT = "messaging.batch.message_count"
 DEAD_LETTER_TOPIC = "streamkit.dead_letter.topic"
+RETRY_ATTEMPT = "messaging.retry.attempt"
+RETRY_DELAY = "messaging.retry.delay_s"
 
 
 class _HeaderSetter(Setter[Headers]):
@@ -76,6 +78,11 @@ def _key_text(key: str | bytes | None) -> str | None:
         return None  # binary keys are not attributes
 
 
+def _failed(span: Span, error: BaseException) -> None:
+    span.record_exception(error)
+    span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+
+
 class _OtelPublishSpan(PublishSpan):
     __slots__ = ("_span",)
 
@@ -86,11 +93,49 @@ class _OtelPublishSpan(PublishSpan):
         propagate.inject(headers, context=trace.set_span_in_context(self._span), setter=_SETTER)
 
     def fail(self, error: BaseException) -> None:
-        self._span.record_exception(error)
-        self._span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+        _failed(self._span, error)
 
     def end(self) -> None:
         self._span.end()
+
+
+class _OtelProcessSpan(ProcessSpan):
+    __slots__ = ("_span",)
+
+    def __init__(self, span: Span) -> None:
+        self._span = span
+
+    def activate(self) -> object:
+        return context.attach(trace.set_span_in_context(self._span))
+
+    def deactivate(self, token: object) -> None:
+        context.detach(token)  # type: ignore[arg-type]  # the token activate returned
+
+    def fail(self, error: BaseException) -> None:
+        _failed(self._span, error)
+
+    def retry(self, attempt: int, delay_s: float) -> None:
+        self._span.add_event("retry", {RETRY_ATTEMPT: attempt, RETRY_DELAY: delay_s})
+
+    def dead_letter(self, topic: str, error: BaseException) -> None:
+        self._span.set_attribute(DEAD_LETTER_TOPIC, topic)
+        self._span.add_event(
+            "dead_letter",
+            {
+                DEAD_LETTER_TOPIC: topic,
+                "exception.type": type(error).__qualname__,
+                "exception.message": str(error)[:500],
+            },
+        )
+
+    def end(self) -> None:
+        self._span.end()
+
+    def ids(self) -> tuple[str | None, str | None]:
+        span_context = self._span.get_span_context()
+        return trace.format_trace_id(span_context.trace_id), trace.format_span_id(
+            span_context.span_id
+        )
 
 
 class OtelTracing(Tracing):
@@ -144,10 +189,7 @@ class OtelTracing(Tracing):
         """The context a producer wrote into ``headers`` (empty when there is none)."""
         return propagate.extract(headers, getter=_GETTER)
 
-    @contextmanager
-    def process(
-        self, message: KafkaMessage, group: str, event_id: str | None = None
-    ) -> Iterator[Span]:
+    def process(self, message: KafkaMessage, group: str) -> ProcessSpan:
         headers = message.headers()
         topic = message.topic()
         attributes = self._attributes("process", "process", topic)
@@ -158,19 +200,18 @@ class OtelTracing(Tracing):
         if offset is not None:
             attributes[OFFSET] = offset
         raw_id = header_value(headers, HEADER_EVENT_ID)
-        message_id = event_id or (raw_id.decode(errors="replace") if raw_id else None)
-        if message_id:
-            attributes[MESSAGE_ID] = message_id
+        if raw_id:
+            attributes[MESSAGE_ID] = raw_id.decode(errors="replace")
         key = _key_text(message.key())
         if key is not None:
             attributes[MESSAGE_KEY] = key
-        with self._tracer.start_as_current_span(
+        span = self._tracer.start_span(
             f"process {topic}",
             context=self.extract(headers),
             kind=SpanKind.CONSUMER,
             attributes=attributes,
-        ) as span:
-            yield span
+        )
+        return _OtelProcessSpan(span)
 
     @contextmanager
     def process_batch(self, messages: Sequence[KafkaMessage], group: str) -> Iterator[Span]:
@@ -181,9 +222,9 @@ class OtelTracing(Tracing):
         attributes[BATCH_COUNT] = len(messages)
         links = []
         for message in messages:
-            context = trace.get_current_span(self.extract(message.headers())).get_span_context()
-            if context.is_valid:
-                links.append(Link(context))
+            found = trace.get_current_span(self.extract(message.headers())).get_span_context()
+            if found.is_valid:
+                links.append(Link(found))
         with self._tracer.start_as_current_span(
             f"process {topic or ','.join(topics)}",
             kind=SpanKind.CONSUMER,
@@ -194,36 +235,3 @@ class OtelTracing(Tracing):
 
     def inject_current(self, headers: Headers) -> None:
         propagate.inject(headers, setter=_SETTER)
-
-    def record_retry(self, attempt: int, delay_s: float, error: BaseException) -> None:
-        trace.get_current_span().add_event(
-            "retry",
-            {
-                "messaging.retry.attempt": attempt,
-                "messaging.retry.delay_s": delay_s,
-                "exception.type": type(error).__qualname__,
-                "exception.message": str(error)[:500],
-            },
-        )
-
-    def record_dead_letter(self, topic: str, error: BaseException) -> None:
-        span = trace.get_current_span()
-        span.set_attribute(DEAD_LETTER_TOPIC, topic)
-        span.add_event(
-            "dead_letter",
-            {
-                DEAD_LETTER_TOPIC: topic,
-                "exception.type": type(error).__qualname__,
-                "exception.message": str(error)[:500],
-            },
-        )
-
-    def log_extra(
-        self, topic: str | None, partition: int | None, offset: int | None, event_id: str | None
-    ) -> dict[str, Any]:
-        extra = super().log_extra(topic, partition, offset, event_id)
-        context = trace.get_current_span().get_span_context()
-        if context.is_valid:
-            extra["trace_id"] = trace.format_trace_id(context.trace_id)
-            extra["span_id"] = trace.format_span_id(context.span_id)
-        return extra

@@ -11,7 +11,8 @@ service set a tracer provider, or passed one), :func:`tracing_for` returns an
 - a consumer runs each handler call in a ``CONSUMER`` span ``process <topic>`` whose
   parent is the context found in the message's headers (:meth:`Tracing.process`), or,
   for a batch handler, one span with a link to each message's context
-  (:meth:`Tracing.process_batch`); retries and dead letters are span events;
+  (:meth:`Tracing.process_batch`); what the pipeline decides after a failed call (a
+  retry, a dead letter) is an event on that call's span (:class:`ProcessSpan`);
 - whatever the handler sends inside that span is its child, so one trace follows an
   event through every service that handled it.
 
@@ -30,7 +31,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
-from streamkit.serde.events import Headers
+from streamkit.serde.events import HEADER_EVENT_ID, Headers, header_value
 
 try:
     from opentelemetry import trace
@@ -45,9 +46,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NO_TRACING",
+    "ProcessSpan",
     "PublishSpan",
     "Tracing",
     "configure_from_env",
+    "log_extra",
     "otel_available",
     "tracing_for",
 ]
@@ -76,6 +79,61 @@ class PublishSpan:
 _NO_SPAN = PublishSpan()
 
 
+class ProcessSpan:
+    """The span of one handler call; this base class records nothing.
+
+    Not current until :meth:`activate` (the handler's thread or task makes it current
+    around the call); a failed call's span stays open until the pipeline decided what
+    follows (:meth:`retry` or :meth:`dead_letter`), then :meth:`end`.
+    """
+
+    __slots__ = ()
+
+    def activate(self) -> object:
+        """Make the span current in this thread or task; give the token to
+        :meth:`deactivate`."""
+        return None
+
+    def deactivate(self, token: object) -> None:
+        """Make current again what was before :meth:`activate`."""
+
+    def fail(self, error: BaseException) -> None:
+        """Record that the call failed with ``error``."""
+
+    def retry(self, attempt: int, delay_s: float) -> None:
+        """Record that the failed call will be retried (``attempt``, 1-based) in
+        ``delay_s`` seconds."""
+
+    def dead_letter(self, topic: str, error: BaseException) -> None:
+        """Record that the message went to dead-letter ``topic`` because of ``error``."""
+
+    def end(self) -> None:
+        """End the span."""
+
+    def ids(self) -> tuple[str | None, str | None]:
+        """(trace id, span id) in hex, or (None, None) when nothing is recorded."""
+        return None, None
+
+
+NO_PROCESS_SPAN = ProcessSpan()
+
+
+def log_extra(message: KafkaMessage, span: ProcessSpan = NO_PROCESS_SPAN) -> dict[str, Any]:
+    """Structured log fields of a consumed message: where it sits, its event id, and the
+    ``trace_id``/``span_id`` of ``span`` (None when nothing is recorded). Pass them as a
+    log call's ``extra``."""
+    raw_id = header_value(message.headers(), HEADER_EVENT_ID)
+    trace_id, span_id = span.ids()
+    return {
+        "topic": message.topic(),
+        "partition": message.partition(),
+        "offset": message.offset(),
+        "event_id": raw_id.decode(errors="replace") if raw_id else None,
+        "trace_id": trace_id,
+        "span_id": span_id,
+    }
+
+
 class Tracing:
     """Tracing that records nothing and adds no header (OpenTelemetry absent or unset);
     :class:`~streamkit.observability.otel.OtelTracing` records."""
@@ -90,11 +148,9 @@ class Tracing:
         """The span of one send (here: one that records nothing)."""
         return _NO_SPAN
 
-    def process(
-        self, message: KafkaMessage, group: str, event_id: str | None = None
-    ) -> AbstractContextManager[Any]:
-        """Run the handler call of ``message`` in a consumer span (here: no span)."""
-        return nullcontext()
+    def process(self, message: KafkaMessage, group: str) -> ProcessSpan:
+        """Start the consumer span of a handler call on ``message`` (here: none)."""
+        return NO_PROCESS_SPAN
 
     def process_batch(
         self, messages: Sequence[KafkaMessage], group: str
@@ -104,26 +160,6 @@ class Tracing:
 
     def inject_current(self, headers: Headers) -> None:
         """Append the current context to ``headers`` (transactional outputs, outbox rows)."""
-
-    def record_retry(self, attempt: int, delay_s: float, error: BaseException) -> None:
-        """Record on the current span that the handler failed and will be retried."""
-
-    def record_dead_letter(self, topic: str, error: BaseException) -> None:
-        """Record on the current span that the message went to dead-letter ``topic``."""
-
-    def log_extra(
-        self, topic: str | None, partition: int | None, offset: int | None, event_id: str | None
-    ) -> dict[str, Any]:
-        """Structured log fields of a message: where it sits, its event id, and the
-        current ``trace_id``/``span_id`` (None without a span)."""
-        return {
-            "topic": topic,
-            "partition": partition,
-            "offset": offset,
-            "event_id": event_id,
-            "trace_id": None,
-            "span_id": None,
-        }
 
 
 NO_TRACING = Tracing()

@@ -8,10 +8,11 @@ produced. A payload that does not fit raises
 :class:`~streamkit.errors.DeserializationError` naming the field, so the consumer
 dead-letters it with the reason instead of handing the handler a half-typed value.
 
-The step runs for one event right before its handler call, not for a whole polled
-batch at decode time: ``bench/typed.py`` measured the batch-wide conversion, which
-keeps every model of the batch alive at once, at 1.8x the dict path's CPU per event,
-and the per-call one well under that (the figures are in ``bench/README.md``).
+The consume pipeline runs the step in its decode stage
+(:class:`~streamkit.consume.decode.Decode`), once per event, for every face: on the poll
+thread at concurrency 1 and for coroutine handlers, on the handler's own thread otherwise.
+``bench/typed.py`` sets its CPU per event against the dict path (figures in
+``bench/README.md``).
 """
 
 from __future__ import annotations

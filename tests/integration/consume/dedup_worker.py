@@ -15,7 +15,8 @@ store) stopped a second effect, a row goes into ``marks_hit``, so the count surv
 
 EFFECTS may also be a ``postgresql://`` URL (its ``search_path`` naming the test's
 schema): the same tables live there, and each handler call takes its own pooled
-connection for :func:`exactly_once`, the shape a concurrent consumer's handlers use.
+connection for :func:`exactly_once`, the shape a concurrent consumer's handlers use
+(the pool holds up to ``max(4, concurrency)`` connections: one per handler thread).
 
 Prints ``ready`` once partitions are first assigned, then ``stats {json}`` with the
 consumer's counters every half second (the last one a killed worker printed is its
@@ -94,9 +95,10 @@ def effects_handler(
 
 
 def postgres_handler(
-    url: str, group: str, worker: int, sleep_s: float
+    url: str, group: str, worker: int, sleep_s: float, pool_size: int = 4
 ) -> tuple[Handler, Callable[[], None]]:
-    """Effects in PostgreSQL, each call on its own pooled connection; and the pool's close."""
+    """Effects in PostgreSQL, each call on its own connection of a pool of at most
+    ``pool_size`` (one per handler thread at most); and the pool's close."""
     import psycopg
     from psycopg_pool import ConnectionPool
 
@@ -104,7 +106,7 @@ def postgres_handler(
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('dedup_worker'))")
         for statement in SCHEMA:
             conn.execute(statement)
-    pool = ConnectionPool(url, min_size=1, max_size=4, open=True)
+    pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=True)
     return effects_handler(pool.connection, "%s", group, worker, sleep_s), pool.close
 
 
@@ -153,8 +155,13 @@ def main() -> int:
     args = parser.parse_args()
     settings = load_settings()
     group = settings.consumer.group_id or ""
-    make = postgres_handler if args.effects.startswith("postgresql:") else sqlite_handler
-    handle, close_effects = make(args.effects, group, os.getpid(), args.sleep)
+    if args.effects.startswith("postgresql:"):
+        pool_size = max(4, args.concurrency)
+        handle, close_effects = postgres_handler(
+            args.effects, group, os.getpid(), args.sleep, pool_size
+        )
+    else:
+        handle, close_effects = sqlite_handler(args.effects, group, os.getpid(), args.sleep)
 
     def assigned(_partitions: list[Any]) -> None:
         if not ready.is_set():

@@ -5,8 +5,9 @@ end with exactly one row per event.
 
 Three set-ups: a group of 3 workers sharing a real Redis store; a single worker with
 the SQLite store (whose file also holds the effects, the exactly-once-into-a-database
-pattern); a group of 3 workers with the PostgreSQL store, the effects written into the
-same database with exactly_once on a pooled connection per handler call; and a single
+pattern); a group of 3 workers at concurrency 16 with the PostgreSQL store, the effects
+written into the same database with exactly_once on a pooled connection per handler call
+(a psycopg pool of 16 per worker); and a single
 worker at concurrency 32 with the Redis store (killed with up to 32 handlers in flight).
 Claim TTL and session timeout are short so that a killed member's claims and partitions
 move on within seconds.
@@ -217,7 +218,7 @@ def _event_ids(effects: str) -> list[str]:
     [
         pytest.param("redis", 3, 1, id="redis-3"),
         pytest.param("sqlite", 1, 1, id="sqlite-1"),
-        pytest.param("postgresql", 3, 1, id="postgresql-3"),
+        pytest.param("postgresql", 3, 16, id="postgresql-3-concurrency-16"),
         pytest.param("redis", 1, 32, id="redis-1-concurrency-32"),
     ],
 )

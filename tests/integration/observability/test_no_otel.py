@@ -28,6 +28,7 @@ CHILD = textwrap.dedent(
 
     sys.meta_path.insert(0, NoOpenTelemetry())
 
+    from streamkit.consume.consumer import EventConsumer
     from streamkit.observability.tracing import NO_TRACING, otel_available, tracing_for
     from streamkit.produce.producer import EventProducer
     from streamkit.settings import load_settings
@@ -40,8 +41,14 @@ CHILD = textwrap.dedent(
         futures = [producer.send(topic, order(n), schema=ORDER_SCHEMA) for n in range(count)]
         producer.flush(30)
     assert all(future.exception(10) is None for future in futures)
-    assert "opentelemetry" not in sys.modules
     print("sent", count)
+    handled = []
+    settings = load_settings(consumer={"group_id": f"no-otel-{topic}"})
+    with EventConsumer([topic], handled.append, settings=settings) as consumer:
+        consumer.run(max_messages=count, handle_signals=False)
+    assert [event.id for event in handled] == [future.event_id for future in futures]
+    assert "opentelemetry" not in sys.modules
+    print("handled", len(handled))
     """
 )
 
@@ -61,8 +68,9 @@ def test_without_opentelemetry_events_flow_without_trace_headers(
     )
     assert result.returncode == 0, result.stderr
     assert f"sent {COUNT}" in result.stdout
+    assert f"handled {COUNT}" in result.stdout
     messages = raw_messages(streamkit_settings, topic, COUNT)
     assert len(messages) == COUNT
     names = {header[0] for message in messages for header in message.headers() or []}
     assert names == {"event-id", "event-type", "event-time"}
-    print(f"FIGURES typed no_otel events={len(messages)} trace_headers=0")
+    print(f"FIGURES typed no_otel sent={len(messages)} handled={COUNT} trace_headers=0")

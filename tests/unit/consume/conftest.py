@@ -21,6 +21,7 @@ from streamkit.consume.work import Work
 from streamkit.dedup import ClaimResult, DedupStore, MemoryDedupStore
 from streamkit.errors import DedupStoreError, DeliveryError, DeserializationError, RegistryError
 from streamkit.observability.metrics import NullConsumerMetrics
+from streamkit.observability.tracing import NO_TRACING, Tracing
 from streamkit.serde.events import Event, header_value
 from streamkit.settings import ConsumerSettings
 from tests.fakes import message
@@ -278,6 +279,7 @@ def make_harness(
     *,
     store: DedupStore | None = None,
     batch_call: Callable[[list[Event]], Any] | None = None,
+    tracing: Tracing = NO_TRACING,
     **consumer: Any,
 ) -> Harness:
     """A pipeline with ``handler`` at ``consumer["concurrency"]`` (default 1) over ``client``."""
@@ -311,5 +313,6 @@ def make_harness(
         batch_size=50,
         inline=settings.concurrency == 1,
         batch_call=batch_call,
+        tracing=tracing,
     )
     return Harness(pipeline, client, decoder, sinks[0], pipeline.executor_for(handler, "test"))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -17,7 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from streamkit.observability.otel import OtelTracing
-from streamkit.observability.tracing import NO_TRACING, tracing_for
+from streamkit.observability.tracing import NO_TRACING, ProcessSpan, log_extra, tracing_for
 from streamkit.serde.events import Headers, envelope_headers, header_value
 from tests.fakes import message
 
@@ -39,6 +41,16 @@ def sent(tracing: OtelTracing, topic: str = "orders", event_id: str = "e-1") -> 
     span.inject(headers)
     span.end()
     return headers
+
+
+@contextmanager
+def current(span: ProcessSpan) -> Iterator[ProcessSpan]:
+    """``span`` current around the block, as the handler call runs in it."""
+    token = span.activate()
+    try:
+        yield span
+    finally:
+        span.deactivate(token)
 
 
 def by_name(span_exporter: InMemorySpanExporter) -> dict[str, ReadableSpan]:
@@ -80,8 +92,9 @@ def test_process_continues_the_producers_trace(
     tracing: OtelTracing, span_exporter: InMemorySpanExporter
 ) -> None:
     message = consumed(sent(tracing))
-    with tracing.process(message, "billing-group"):
+    with current(tracing.process(message, "billing-group")) as span:
         sent(tracing, topic="invoices", event_id="e-2")  # what the handler sends
+    span.end()
     spans = by_name(span_exporter)
     publish, process, child = (
         spans["publish orders"],
@@ -114,8 +127,7 @@ def test_process_continues_the_producers_trace(
 def test_a_message_without_context_starts_a_new_trace(
     tracing: OtelTracing, span_exporter: InMemorySpanExporter
 ) -> None:
-    with tracing.process(consumed([]), "g"):
-        pass
+    tracing.process(consumed([]), "g").end()
     [span] = span_exporter.get_finished_spans()
     assert span.parent is None
 
@@ -124,22 +136,27 @@ def test_retries_dead_letters_and_failures_are_on_the_span(
     tracing: OtelTracing, span_exporter: InMemorySpanExporter
 ) -> None:
     error = ValueError("card declined")
-
-    def handle_and_fail() -> None:
-        with tracing.process(consumed(sent(tracing)), "g"):
-            tracing.record_retry(1, 0.5, error)
-            tracing.record_dead_letter("orders.dlq", error)
-            raise error
-
-    with pytest.raises(ValueError, match="declined"):
-        handle_and_fail()
-    span = by_name(span_exporter)["process orders"]
-    assert [event.name for event in span.events] == ["retry", "dead_letter", "exception"]
-    assert span.events[0].attributes is not None
-    assert span.events[0].attributes["messaging.retry.attempt"] == 1
-    assert span.attributes is not None
-    assert span.attributes["streamkit.dead_letter.topic"] == "orders.dlq"
-    assert span.status.status_code == StatusCode.ERROR
+    first = tracing.process(consumed(sent(tracing)), "g")
+    first.fail(error)  # the handler raised; the pipeline decides: retry in 0.5 s
+    first.retry(1, 0.5)
+    first.end()
+    second = tracing.process(consumed(sent(tracing)), "g")
+    second.fail(error)  # failed again; no retries left
+    second.dead_letter("orders.dlq", error)
+    second.end()
+    spans = [span for span in span_exporter.get_finished_spans() if span.name == "process orders"]
+    assert [[event.name for event in span.events] for span in spans] == [
+        ["exception", "retry"],
+        ["exception", "dead_letter"],
+    ]
+    assert spans[0].events[1].attributes == {
+        "messaging.retry.attempt": 1,
+        "messaging.retry.delay_s": 0.5,
+    }
+    assert spans[1].attributes is not None
+    assert spans[1].attributes["streamkit.dead_letter.topic"] == "orders.dlq"
+    assert {span.status.status_code for span in spans} == {StatusCode.ERROR}
+    assert spans[1].status.description == "ValueError: card declined"
 
 
 def test_a_failed_send_is_an_error_span(
@@ -170,15 +187,22 @@ def test_a_batch_span_links_every_message(
 
 
 def test_log_extra_joins_logs_to_the_span(tracing: OtelTracing) -> None:
-    with tracing.process(consumed(sent(tracing)), "g") as span:
-        extra = tracing.log_extra("orders", 2, 41, "e-1")
-    assert extra == {
+    message = consumed(sent(tracing, event_id="e-1"))
+    span = tracing.process(message, "g")
+    span.end()
+    trace_id, span_id = span.ids()
+    assert extra_equal(log_extra(message, span), trace_id, span_id)
+    assert (len(trace_id or ""), len(span_id or "")) == (32, 16)
+
+
+def extra_equal(extra: dict[str, object], trace_id: str | None, span_id: str | None) -> bool:
+    return extra == {
         "topic": "orders",
         "partition": 2,
         "offset": 41,
         "event_id": "e-1",
-        "trace_id": f"{span.get_span_context().trace_id:032x}",
-        "span_id": f"{span.get_span_context().span_id:016x}",
+        "trace_id": trace_id,
+        "span_id": span_id,
     }
 
 
@@ -186,11 +210,12 @@ def test_inject_current_carries_the_consumer_context(
     tracing: OtelTracing, span_exporter: InMemorySpanExporter
 ) -> None:
     headers: Headers = []
-    with tracing.process(consumed(sent(tracing)), "g") as span:
+    with current(tracing.process(consumed(sent(tracing)), "g")) as span:
         tracing.inject_current(headers)
+    span.end()
     traceparent = header_value(headers, "traceparent")
     assert traceparent is not None
-    assert f"{span.get_span_context().span_id:016x}" in traceparent.decode()
+    assert f"-{span.ids()[1]}-" in traceparent.decode()
 
 
 def test_without_a_provider_nothing_is_traced_and_no_header_added() -> None:
@@ -200,8 +225,10 @@ def test_without_a_provider_nothing_is_traced_and_no_header_added() -> None:
     span.inject(headers)
     span.end()
     assert [name for name, _ in headers] == ["event-id", "event-type", "event-time"]
-    with NO_TRACING.process(consumed(headers), "g"):
-        assert NO_TRACING.log_extra("orders", 0, 1, "e-1")["trace_id"] is None
+    process = NO_TRACING.process(consumed(headers), "g")
+    with current(process):
+        assert extra_equal(log_extra(consumed(headers), process), None, None)
+    process.end()
 
 
 def test_a_global_provider_is_picked_up_when_the_client_is_built() -> None:
@@ -210,7 +237,7 @@ def test_a_global_provider_is_picked_up_when_the_client_is_built() -> None:
         """
         from opentelemetry import trace
         from opentelemetry.sdk.trace import TracerProvider
-        from streamkit.observability.tracing import NO_TRACING, tracing_for
+        from streamkit.observability.tracing import NO_TRACING, ProcessSpan, log_extra, tracing_for
         assert tracing_for() is NO_TRACING
         trace.set_tracer_provider(TracerProvider())
         print(type(tracing_for(client_id="x")).__name__)

@@ -15,9 +15,17 @@ pytest.importorskip("mypy", reason="runs mypy (a dev tool)")
 REPO = Path(__file__).resolve().parents[3]
 
 GOOD = """
+from collections.abc import Iterator
 from decimal import Decimal
 
-from streamkit import Event, EventProducer
+from streamkit import (
+    AsyncEventConsumer,
+    Event,
+    EventConsumer,
+    EventProducer,
+    Output,
+    TransactionalProcessor,
+)
 from tests.typed_models import Invoice, InvoiceStatus
 
 
@@ -36,6 +44,26 @@ def untyped(event: Event) -> object:  # a bare Event carries a dict
 
 def forward(producer: EventProducer, event: Event[Invoice]) -> str:
     return producer.send("invoices", event.payload, key=str(event.payload.invoice_id)).event_id
+
+
+def record(event: Event[Invoice]) -> None:
+    print(event.payload.total, event.payload.billing_address.city)
+
+
+async def record_async(event: Event[Invoice]) -> None:
+    print(event.payload.due.isoformat())
+
+
+def to_addresses(event: Event[Invoice]) -> Iterator[Output]:
+    yield Output("addresses", event.payload.billing_address, key=event.key)
+
+
+def consumers() -> tuple[EventConsumer, AsyncEventConsumer, TransactionalProcessor]:
+    return (
+        EventConsumer(["invoices"], record, payload_type=Invoice, concurrency=8),
+        AsyncEventConsumer(["invoices"], record_async, payload_type={"billing.Invoice": Invoice}),
+        TransactionalProcessor(["invoices"], to_addresses, payload_type=Invoice),
+    )
 """
 
 BAD = """
