@@ -127,24 +127,36 @@ def measure_redis(count: int) -> dict[str, Any]:
 
 
 def measure_postgresql(count: int) -> dict[str, Any]:
+    """Bytes per id once sealed (buckets of 7.5 s: a 60 s ttl), and before sealing."""
     import psycopg
 
     from streamkit.dedup import open_store
+    from streamkit.dedup.postgresql import PostgresDedupStore
     from streamkit.testing.postgres import PostgresServer
 
+    tables = ("dedup", "dedup_runs", "dedup_sealed")
     with PostgresServer() as server, psycopg.connect(server.url, autocommit=True) as conn:
-        store = open_store(f"{server.url}?table=dedup")
-        _fill(store, BATCH)
+        store = open_store(f"{server.url}?table=dedup&ttl=60")
+        assert isinstance(store, PostgresDedupStore)
+        store._next_purge_at = float("inf")  # seal below, all at once
 
-        def table_bytes() -> int:
-            conn.execute("VACUUM dedup")  # visibility and free-space maps up to date
-            row = conn.execute("SELECT pg_total_relation_size('dedup')").fetchone()
-            assert row is not None
-            return int(row[0])
+        def tables_bytes() -> int:
+            total = 0
+            for name in tables:
+                conn.execute(f"VACUUM {name}")  # visibility and free-space maps up to date
+                row = conn.execute("SELECT pg_total_relation_size(%s)", (name,)).fetchone()
+                assert row is not None
+                total += int(row[0])
+            return total
 
-        before = table_bytes()
         seconds = _fill(store, count)
-        figures = _figures(table_bytes() - before, count, seconds, store)
+        unsealed = tables_bytes()
+        time.sleep(store.retention.width_ms / 1000)  # the last bucket closes
+        for _ in range(count // 1000 + 10):  # bounded: 10,000 ids per batch
+            if not store.seal():
+                break
+        figures = _figures(tables_bytes(), count, seconds, store)
+        figures["unsealed_bytes_per_id"] = round(unsealed / count, 1)
         store.close()
     return figures
 

@@ -6,7 +6,8 @@ parameter libpq understands (``sslmode``, ``connect_timeout``, ``application_nam
 ...). psycopg 3 and psycopg-pool are an optional dependency
 (``pip install 'streamkit[postgres]'``).
 
-One row per remembered id, compact from the start (issue 17 budgets bytes per id)::
+A claim, a recent mark and an :func:`exactly_once` mark is one row (issue 17 budgets
+bytes per id)::
 
     id          uuid         16-byte BLAKE2b hash of the dedup key (primary key)
     expires_at  timestamptz  claim expiry, or the end of retention once done
@@ -15,14 +16,26 @@ One row per remembered id, compact from the start (issue 17 budgets bytes per id
 Hashing makes every key 16 bytes whatever its length; two different keys share a row
 only on a 128-bit collision (probability about n²/2¹²⁹: 10⁻²¹ for a billion ids).
 The server's clock (``now()``) decides expiry, so consumers' clocks may disagree.
+
+Such a row costs about 92 bytes on disk with its index entry, so done marks are
+**sealed**: once their retention bucket (by expiry, ``ttl / 8`` wide) closed, they move
+in id order into rows of 120 sorted ids (``<table>_sealed``, about 18 bytes per id), one
+run per bucket (``<table>_runs``); a run's rows never overlap, so finding an id is one
+index probe per live run. Sealing is :meth:`PostgresDedupStore.seal`, a bounded batch
+run with claims and completes at most every ``purge_interval_s``; it holds the table's
+``SHARE ROW EXCLUSIVE`` lock, which claims and marks wait for and take before their
+snapshot, so they see a mark either as its row or sealed, never neither.
+
 Claim, complete and release each take the whole batch in one statement (one round
 trip): ``INSERT ... SELECT FROM unnest(ids) ON CONFLICT DO UPDATE ... WHERE``, with the
-ids sorted so that concurrent batches lock rows in one order and never deadlock.
-Expired rows are purged in bounded batches during claims, at most every
-``purge_interval_s``, found through a BRIN index on ``expires_at`` (a few pages
-whatever the table's size).
+ids sorted so that concurrent batches lock rows in one order and never deadlock; a
+claim looks the ids up in the sealed rows in the same statement. Expired rows and
+runs are purged in bounded batches at most every ``purge_interval_s``, rows found
+through a BRIN index on ``expires_at`` (a few pages whatever the table's size).
 
-The table is created on first use, or beforehand by ``streamkit db migrate``.
+The tables are created on first use, or beforehand by ``streamkit db migrate``; beside a
+table of the layout before sealing (one row per id, nothing else), the sealed tables
+are added and its rows kept: they are this layout's unsealed marks.
 
 Exactly once into the same database
 -----------------------------------
@@ -46,6 +59,7 @@ that manages its own transaction (a SQLAlchemy session: see the docs).
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 import uuid
 from collections.abc import Sequence
@@ -78,7 +92,6 @@ from streamkit.settings import env_var_name
 
 if TYPE_CHECKING:
     import psycopg
-    from psycopg import sql
     from psycopg_pool import ConnectionPool
 
 __all__ = [
@@ -96,6 +109,9 @@ DEFAULT_POOL_SIZE = 4
 DEDUP_URL_ENV = env_var_name("dedup", "url")
 _CONNECT_TIMEOUT_S = 10.0
 _EXACT_COUNT_UP_TO = 1_000_000  # rows (planner estimate) below which stats() counts
+# Ids per sealed row: a 1,944-byte array, four rows to a page, each under the 2 kB at
+# which PostgreSQL would try to compress it or move it out of line.
+SEALED_PER_ROW = 120
 
 
 def key_id(key: str) -> uuid.UUID:
@@ -104,12 +120,33 @@ def key_id(key: str) -> uuid.UUID:
     return uuid.UUID(bytes=digest)
 
 
+def sealed_tables(table: str) -> tuple[str, str]:
+    """The tables beside ``table`` holding sealed marks: (runs, sealed rows)."""
+    return f"{table}_runs", f"{table}_sealed"
+
+
+def _sealed_lookup(ids: str) -> str:
+    """SQL selecting the ids of ``ids`` (a set-returning expression) found in sealed rows.
+
+    One index probe per id and live run: the row whose ``lo`` is the greatest not above
+    the id is the only one whose sorted ids may hold it (a run's rows never overlap).
+    """
+    return (  # (S608: constant text only; the tables are quoted by sql.Identifier)
+        "SELECT DISTINCT i.id FROM " + ids + " AS i(id) CROSS JOIN {runs} r"  # noqa: S608
+        " CROSS JOIN LATERAL (SELECT s.ids FROM {sealed} s WHERE s.run = r.run"
+        " AND s.lo <= i.id ORDER BY s.lo DESC LIMIT 1) s"
+        " WHERE r.expires_at > now() AND i.id = ANY(s.ids)"
+    )
+
+
 @lru_cache(maxsize=64)
-def _statements(table: str) -> dict[str, sql.Composed]:
+def _statements(table: str) -> dict[str, Any]:
     """The store's SQL for one table (validated and quoted once)."""
     from psycopg import sql
 
     t = table_identifier(table)
+    runs_name, sealed_name = sealed_tables(table)
+    names = {"t": t, "runs": table_identifier(runs_name), "sealed": table_identifier(sealed_name)}
     expires = sql.Identifier(f"{relation_name(table)}_expires_at")
     schema = [
         sql.SQL(
@@ -120,24 +157,46 @@ def _statements(table: str) -> dict[str, sql.Composed]:
             "CREATE INDEX IF NOT EXISTS {i} ON {t} USING brin (expires_at) "
             "WITH (autosummarize = on)"
         ).format(i=expires, t=t),
+        # A run: the done marks of one retention bucket (expiring in [starts_at,
+        # expires_at)), sealed in id order; sealed_to is how far, complete when all.
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {runs} (run serial PRIMARY KEY,"
+            " starts_at timestamptz NOT NULL, expires_at timestamptz NOT NULL,"
+            " sealed_to uuid, complete boolean NOT NULL DEFAULT false,"
+            " ids bigint NOT NULL DEFAULT 0, UNIQUE (starts_at, expires_at))"
+        ).format(**names),
+        # SEALED_PER_ROW sorted ids per row: ~18 bytes per id with its index entry.
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {sealed} (run integer NOT NULL, lo uuid NOT NULL,"
+            " ids uuid[] NOT NULL, PRIMARY KEY (run, lo))"
+        ).format(**names),
     ]
+    sealed_ids = sql.SQL(_sealed_lookup("unnest(%(ids)s::uuid[])")).format(**names)
+    sealed_one = sql.SQL(_sealed_lookup("(VALUES (%(id)s::uuid))")).format(**names)
     return {
-        "schema": schema_block(table, schema),
+        # Created when the sealed table is missing: a new table, or one of the layout
+        # before sealing (whose rows are the unsealed marks of this one, as they are).
+        "schema": schema_block(sealed_name, schema),
+        "sealed_name": sealed_name,
         # Rows the statement's snapshot shows decide DUPLICATE vs IN_PROGRESS for the
         # keys not claimed; a row committed meanwhile reads as IN_PROGRESS (retry later).
+        # Sealed ids are never claimed. The statement locks the table before taking its
+        # snapshot, and sealing holds a conflicting lock, so a claim sees a mark either
+        # in its row or sealed, never neither.
         "claim": sql.SQL(
-            "WITH claimed AS ("
+            "WITH sealed AS ({sealed_ids}), claimed AS ("
             " INSERT INTO {t} AS d (id, expires_at, owner)"
             " SELECT id, now() + make_interval(secs => %(ttl)s), %(owner)s"
-            " FROM unnest(%(ids)s::uuid[]) AS id"
+            " FROM unnest(%(ids)s::uuid[]) AS id WHERE id NOT IN (SELECT id FROM sealed)"
             " ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at,"
             " owner = excluded.owner WHERE d.expires_at <= now()"
             " RETURNING d.id)"
-            " SELECT c.id IS NOT NULL, d.owner IS NULL AND d.expires_at > now()"
+            " SELECT c.id IS NOT NULL,"
+            " (d.owner IS NULL AND d.expires_at > now()) OR s.id IS NOT NULL"
             " FROM unnest(%(ids)s::uuid[]) WITH ORDINALITY AS i(id, n)"
             " LEFT JOIN claimed c ON c.id = i.id LEFT JOIN {t} d ON d.id = i.id"
-            " ORDER BY i.n"
-        ).format(t=t),
+            " LEFT JOIN sealed s ON s.id = i.id ORDER BY i.n"
+        ).format(sealed_ids=sealed_ids, **names),
         # Done unless another owner holds a live claim (see streamkit.dedup.base).
         "complete": sql.SQL(
             "INSERT INTO {t} AS d (id, expires_at, owner)"
@@ -145,32 +204,79 @@ def _statements(table: str) -> dict[str, sql.Composed]:
             " FROM unnest(%(ids)s::uuid[]) AS id"
             " ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at, owner = NULL"
             " WHERE d.owner IS NULL OR d.owner = %(owner)s OR d.expires_at <= now()"
-        ).format(t=t),
-        # Done marks within retention: counted exactly up to a size where the planner's
-        # estimate (kept by autovacuum) is used instead of a scan per call.
+        ).format(**names),
+        # Done marks within retention: the unsealed ones counted exactly up to a size
+        # where the planner's estimate (kept by autovacuum) is used instead of a scan per
+        # call; the sealed ones from their runs' counts.
         "stats": sql.SQL(
             "SELECT CASE WHEN c.reltuples < %(exact_up_to)s THEN"
             " (SELECT count(*) FROM {t} WHERE owner IS NULL AND expires_at > now())"
-            " ELSE c.reltuples::bigint END, pg_total_relation_size(c.oid)"
+            " ELSE c.reltuples::bigint END"
+            " + (SELECT coalesce(sum(ids), 0) FROM {runs} WHERE expires_at > now()),"
+            " pg_total_relation_size(c.oid) + pg_total_relation_size(%(runs)s::regclass)"
+            " + pg_total_relation_size(%(sealed)s::regclass),"
+            " (SELECT count(*) FROM {runs} WHERE expires_at > now() AND ids > 0)"
             " FROM pg_class c WHERE c.oid = %(table)s::regclass"
-        ).format(t=t),
+        ).format(**names),
         "release": sql.SQL(
             "DELETE FROM {t} WHERE id = ANY(%(ids)s::uuid[]) AND owner = %(owner)s"
-        ).format(t=t),
+        ).format(**names),
         # The expiry is checked again on the row deleted: a claim that took over an
         # expired row meanwhile stays.
         "purge": sql.SQL(
             "DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE expires_at <= now()"
             " LIMIT %(limit)s) AND expires_at <= now()"
-        ).format(t=t),
+        ).format(**names),
+        "purge_sealed": sql.SQL(
+            "DELETE FROM {sealed} WHERE (run, lo) IN (SELECT s.run, s.lo FROM {sealed} s"
+            " JOIN {runs} r ON r.run = s.run WHERE r.expires_at <= now() LIMIT %(limit)s)"
+        ).format(**names),
+        "purge_runs": sql.SQL(
+            "DELETE FROM {runs} r WHERE r.expires_at <= now()"
+            " AND NOT EXISTS (SELECT 1 FROM {sealed} s WHERE s.run = r.run)"
+        ).format(**names),
+        # Sealing: one bounded batch per transaction, under a lock that waits for
+        # running claims and holds new ones back until the batch commits.
+        "seal_lock": sql.SQL("LOCK TABLE {t} IN SHARE ROW EXCLUSIVE MODE").format(**names),
+        "seal_now": sql.SQL("SELECT extract(epoch FROM now())::float8"),
+        "seal_select": sql.SQL(
+            "SELECT id FROM {t} WHERE owner IS NULL AND expires_at > now()"
+            " AND expires_at >= to_timestamp(%(start)s) AND expires_at < to_timestamp(%(end)s)"
+            " AND (%(after)s::uuid IS NULL OR id > %(after)s::uuid)"
+            " ORDER BY id LIMIT %(limit)s"
+        ).format(**names),
+        "seal_find_run": sql.SQL(
+            "SELECT run, sealed_to, complete FROM {runs} WHERE"
+            " starts_at = to_timestamp(%(start)s) AND expires_at = to_timestamp(%(end)s)"
+        ).format(**names),
+        "seal_run": sql.SQL(
+            "INSERT INTO {runs} (starts_at, expires_at)"
+            " VALUES (to_timestamp(%(start)s), to_timestamp(%(end)s)) RETURNING run"
+        ).format(**names),
+        "seal_move": sql.SQL(
+            "WITH moved AS (DELETE FROM {t} WHERE id = ANY(%(ids)s::uuid[]) AND owner IS NULL"
+            " RETURNING id), numbered AS (SELECT id,"
+            " (row_number() OVER (ORDER BY id) - 1) / %(per_row)s AS chunk FROM moved)"
+            " INSERT INTO {sealed} (run, lo, ids) SELECT %(run)s, (array_agg(id ORDER BY id))[1],"
+            " array_agg(id ORDER BY id) FROM numbered GROUP BY chunk"
+        ).format(**names),
+        "seal_progress": sql.SQL(
+            "UPDATE {runs} SET sealed_to = %(last)s, ids = ids + %(count)s,"
+            " complete = %(complete)s WHERE run = %(run)s"
+        ).format(**names),
+        "seal_complete": sql.SQL("UPDATE {runs} SET complete = true WHERE run = %(run)s").format(
+            **names
+        ),
         # The inbox mark: a row back means this transaction marked the key (go ahead);
-        # none means it was done within retention. The row stays locked to the commit.
+        # none means it was done within retention (in its row or sealed). The row stays
+        # locked to the commit.
         "mark": sql.SQL(
             "INSERT INTO {t} AS d (id, expires_at, owner)"
-            " VALUES (%(id)s, now() + make_interval(secs => %(ttl)s), NULL)"
+            " SELECT %(id)s, now() + make_interval(secs => %(ttl)s), NULL"
+            " WHERE NOT EXISTS ({sealed_one})"
             " ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at, owner = NULL"
             " WHERE d.owner IS NOT NULL OR d.expires_at <= now() RETURNING true"
-        ).format(t=t),
+        ).format(sealed_one=sealed_one, **names),
     }
 
 
@@ -182,8 +288,13 @@ def _checked_statements(table: str, error: type[Exception] = DedupStoreError) ->
 
 
 def create_dedup_table(conn: psycopg.Connection[Any], table: str = DEFAULT_TABLE) -> bool:
-    """Create the dedup table (and its index) unless it exists; True when created."""
-    return ensure_schema(conn, table, _checked_statements(table)["schema"])
+    """Create the dedup tables unless they exist; True when any was created.
+
+    On a table of the layout before sealing, adds the tables of sealed marks (its rows
+    stay as they are: they are the unsealed marks of this layout).
+    """
+    statements = _checked_statements(table)
+    return ensure_schema(conn, statements["sealed_name"], statements["schema"])
 
 
 class PostgresDedupStore(StoreBase):
@@ -200,6 +311,8 @@ class PostgresDedupStore(StoreBase):
         close_pool: whether :meth:`close` closes ``pool``.
         purge_interval_s: least time between two purges of expired rows.
         purge_batch: most rows one purge deletes.
+        seal_batch: most marks one :meth:`seal` packs.
+        seal_lock_timeout_s: longest :meth:`seal` waits for the table's lock.
     """
 
     def __init__(
@@ -214,6 +327,8 @@ class PostgresDedupStore(StoreBase):
         close_pool: bool = False,
         purge_interval_s: float = 60.0,
         purge_batch: int = 1000,
+        seal_batch: int = 10_000,
+        seal_lock_timeout_s: float = 0.2,
     ) -> None:
         super().__init__(claim_ttl_s=claim_ttl_s, ttl_s=ttl_s, owner=owner)
         self._psycopg = import_psycopg()
@@ -224,9 +339,12 @@ class PostgresDedupStore(StoreBase):
         self._url = url
         self._purge_interval_s = purge_interval_s
         self._purge_batch = purge_batch
+        self._seal_batch = seal_batch
+        self._seal_lock_timeout_s = seal_lock_timeout_s
         self._next_purge_at = float("-inf")
+        self._sealed_slots: set[float] = set()  # closed buckets found fully sealed
         with self._connection("create table") as conn:
-            ensure_schema(conn, table, self._sql["schema"])
+            ensure_schema(conn, self._sql["sealed_name"], self._sql["schema"])
 
     @classmethod
     def from_url(cls, url: StoreURL, *, owner: str | None = None) -> PostgresDedupStore:
@@ -305,10 +423,74 @@ class PostgresDedupStore(StoreBase):
         if now < self._next_purge_at:
             return
         with self._connection("purge") as conn:
-            deleted = conn.execute(self._sql["purge"], {"limit": self._purge_batch}).rowcount
-        # A full batch means more may be waiting: purge again on the next claim.
-        full = deleted >= self._purge_batch
+            limit = {"limit": self._purge_batch}
+            deleted = conn.execute(self._sql["purge"], limit).rowcount
+            deleted += conn.execute(self._sql["purge_sealed"], limit).rowcount
+            conn.execute(self._sql["purge_runs"])
+        sealed = self.seal()
+        # A full batch means more may be waiting: purge (and seal) again on the next claim.
+        full = deleted >= self._purge_batch or sealed >= self._seal_batch
         self._next_purge_at = now if full else now + self._purge_interval_s
+
+    def seal(self) -> int:
+        """Pack one bounded batch of done marks of closed buckets into sealed rows.
+
+        A bucket (``ttl / 8`` wide, by expiry) is closed once marks completed now expire
+        after it; the two that closed last are sealed. Their marks move, in id order,
+        into rows of ``SEALED_PER_ROW`` sorted ids, at most ``seal_batch`` per call, in
+        one transaction that locks the table against claims for its duration; when a
+        claim or an open transaction of :func:`exactly_once` holds the table longer than
+        ``seal_lock_timeout_s``, nothing is sealed this time. Runs with claims and
+        completes, at most every ``purge_interval_s``. Returns the number of marks sealed
+        (0: nothing to seal, or the table was busy).
+        """
+        lock_not_available = self._psycopg.errors.LockNotAvailable
+        timeout = f"{round(self._seal_lock_timeout_s * 1000)}ms"
+        with self._connection("seal") as conn:
+            try:
+                with conn.transaction():
+                    conn.execute("SELECT set_config('lock_timeout', %s, true)", (timeout,))
+                    conn.execute(self._sql["seal_lock"])
+                    return self._seal_batch_locked(conn)
+            except lock_not_available:
+                return 0  # the table is busy: seal next time
+
+    def _seal_batch_locked(self, conn: psycopg.Connection[Any]) -> int:
+        row = conn.execute(self._sql["seal_now"]).fetchone()
+        assert row is not None
+        now_s = float(row[0])
+        width = self.retention.width_ms / 1000
+        # The two buckets that closed last: no mark completed now joins them, and their
+        # marks expire at least ttl - 2 buckets from now, so that marks of a much
+        # shorter retention (another store's) are never held a bucket of this one longer.
+        open_slot = math.floor((now_s + self.ttl_s) / width)
+        for slot in (open_slot - 2, open_slot - 1):
+            start, end = slot * width, (slot + 1) * width
+            if start in self._sealed_slots:
+                continue
+            bounds = {"start": start, "end": end}
+            run_row = conn.execute(self._sql["seal_find_run"], bounds).fetchone()
+            run, sealed_to, complete = run_row or (None, None, False)
+            params = {**bounds, "after": sealed_to, "limit": self._seal_batch}
+            ids = [] if complete else [r[0] for r in conn.execute(self._sql["seal_select"], params)]
+            if not ids:
+                if run is not None and not complete:
+                    conn.execute(self._sql["seal_complete"], {"run": run})
+                self._sealed_slots.add(start)
+                continue
+            if run is None:
+                run_row = conn.execute(self._sql["seal_run"], bounds).fetchone()
+                assert run_row is not None
+                run = run_row[0]
+            moved = {"ids": ids, "run": run, "per_row": SEALED_PER_ROW}
+            conn.execute(self._sql["seal_move"], moved)
+            done = len(ids) < self._seal_batch
+            progress = {"last": ids[-1], "count": len(ids), "complete": done, "run": run}
+            conn.execute(self._sql["seal_progress"], progress)
+            if done:
+                self._sealed_slots.add(start)
+            return len(ids)
+        return 0
 
     def complete(self, keys: Sequence[str]) -> None:
         """Mark keys done; see :class:`DedupStore`."""
@@ -316,6 +498,7 @@ class PostgresDedupStore(StoreBase):
         if keys:
             ids = sorted({key_id(key) for key in keys})
             self._run("complete", ids, {"owner": self._owner, "ttl": self.ttl_s})
+            self._maybe_purge()
 
     def release(self, keys: Sequence[str]) -> None:
         """Drop this owner's claims on keys."""
@@ -324,25 +507,25 @@ class PostgresDedupStore(StoreBase):
             self._run("release", sorted({key_id(key) for key in keys}), {"owner": self._owner})
 
     def stats(self) -> DedupStats:
-        """Done marks within retention and the table's bytes on disk (indexes included).
+        """Done marks within retention and the tables' bytes on disk (indexes included).
 
-        The count is exact below a million rows; above, the planner's row estimate
-        (claims and expired rows not yet purged included), so that a scrape never scans
-        the table. Marks expire per row (no buckets).
+        Unsealed marks are counted exactly below a million rows; above, the planner's
+        row estimate (claims and expired rows not yet purged included), so that a scrape
+        never scans the table. Sealed marks come from their runs' counts; ``buckets`` is
+        the number of live sealed runs.
         """
+        runs, sealed = sealed_tables(self.table)
         with self._connection("stats") as conn:
-            params = {"exact_up_to": _EXACT_COUNT_UP_TO, "table": self.table}
+            params = {
+                "exact_up_to": _EXACT_COUNT_UP_TO,
+                "table": self.table,
+                "runs": runs,
+                "sealed": sealed,
+            }
             row = conn.execute(self._sql["stats"], params).fetchone()
         assert row is not None  # one row for the table, which the store created
-        ids, bytes_used = row
-        return DedupStats(
-            backend="postgresql",
-            remembered_ids=int(ids),
-            bytes_used=int(bytes_used),
-            buckets=0,
-            ttl_s=self.ttl_s,
-            bucket_s=0.0,
-        )
+        ids, bytes_used, buckets = row
+        return self._stats("postgresql", int(ids), int(bytes_used), int(buckets))
 
     def close(self) -> None:
         """Close the pool when this store opened it; idempotent."""
@@ -507,7 +690,7 @@ class exactly_once:  # noqa: N801 - a context manager used like a function
                 transaction.__exit__(type(exc), exc, exc.__traceback__)
                 self._create_or_raise(exc)
                 # In a transaction of its own (or a savepoint of the caller's).
-                ensure_schema(conn, self._table, self._sql["schema"])
+                ensure_schema(conn, self._sql["sealed_name"], self._sql["schema"])
                 continue
             if not marked:
                 transaction.__exit__(None, None, None)  # nothing to write: end it now
