@@ -146,7 +146,8 @@ FAILURES: dict[str, tuple[type[KafkaClientError], str]] = {
     "plaintext client, TLS listener": (TlsError, "probably expects TLS"),
     "TLS client, plaintext listener": (TlsError, "TLS spoken to a plaintext listener"),
     "plaintext client, SASL listener": (AuthenticationError, "probably expects SASL"),
-    "no broker listening": (BrokerUnavailableError, "within 3 s"),
+    # refused at once ("nothing listens there") or, if no refusal is seen, "within 3 s"
+    "no broker listening": (BrokerUnavailableError, "127.0.0.1:1"),
 }
 
 

@@ -162,6 +162,8 @@ def test_a_dedup_store_killed_for_5_s_is_waited_out(
     assert acknowledged <= set(handled), "an acknowledged event was never handled"
     assert sum(m.stats.dead_lettered for m in members) == 0
     assert sum(m.stats.dependency_outages for m in members) >= 1
-    assert twice <= marked_before_restart, "handled twice though the store kept its marks"
+    # Without persistence the restarted Redis has lost its marks and also the claims held
+    # at the kill, whose events are then handled after the restart by their holder and
+    # by a member that claims a resent copy: repeats are expected there, and counted above.
     if persistence == "aof":
         assert twice == set(), "AOF kept every mark: nothing may be handled twice"
