@@ -16,6 +16,7 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from streamkit.errors import MissingExtraError
 from streamkit.observability.tracing import ProcessSpan, PublishSpan, Tracing
+from streamkit.ops.dlq.letters import HEADER_REPLAYED_FROM
 from streamkit.serde.events import HEADER_EVENT_ID, Headers, RawHeaders, header_value
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ GROUP = "messaging.consumer.group.name"
 CLIENT_ID = "messaging.client.id"
 BATCH_COUNT = "messaging.batch.message_count"
 DEAD_LETTER_TOPIC = "streamkit.dead_letter.topic"
+REPLAYED_FROM = "streamkit.replayed_from"
 RETRY_ATTEMPT = "messaging.retry.attempt"
 RETRY_DELAY = "messaging.retry.delay_s"
 
@@ -205,6 +207,9 @@ class OtelTracing(Tracing):
         key = _key_text(message.key())
         if key is not None:
             attributes[MESSAGE_KEY] = key
+        replayed_from = header_value(headers, HEADER_REPLAYED_FROM)
+        if replayed_from:  # a dead letter's copy: its trace goes on from the first delivery
+            attributes[REPLAYED_FROM] = replayed_from.decode(errors="replace")
         span = self._tracer.start_span(
             f"process {topic}",
             context=self.extract(headers),

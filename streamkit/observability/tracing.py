@@ -12,7 +12,9 @@ service set a tracer provider, or passed one), :func:`tracing_for` returns an
   parent is the context found in the message's headers (:meth:`Tracing.process`), or,
   for a batch handler, one span with a link to each message's context
   (:meth:`Tracing.process_batch`); what the pipeline decides after a failed call (a
-  retry, a dead letter) is an event on that call's span (:class:`ProcessSpan`);
+  retry, a dead letter) is an event on that call's span (:class:`ProcessSpan`); retry
+  hops and dead-letter replays keep the headers, so their later calls stay in the trace
+  (a replayed copy's span has ``streamkit.replayed_from``);
 - whatever the handler sends inside that span is its child, so one trace follows an
   event through every service that handled it.
 

@@ -18,8 +18,10 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from streamkit.consume.retry_topics import RetryStage, final_dead_letter, retry_hop
 from streamkit.observability.otel import OtelTracing
 from streamkit.observability.tracing import NO_TRACING, ProcessSpan, log_extra, tracing_for
+from streamkit.ops.dlq.letters import DeadLetter, replay_headers
 from streamkit.serde.events import Headers, envelope_headers, header_value
 from tests.fakes import message
 
@@ -157,6 +159,42 @@ def test_retries_dead_letters_and_failures_are_on_the_span(
     assert spans[1].attributes["streamkit.dead_letter.topic"] == "orders.dlq"
     assert {span.status.status_code for span in spans} == {StatusCode.ERROR}
     assert spans[1].status.description == "ValueError: card declined"
+
+
+def test_retry_hops_and_replays_keep_the_trace(
+    tracing: OtelTracing, span_exporter: InMemorySpanExporter
+) -> None:
+    """Each delivery of one event (the first, after a retry-topic hop, the replayed dead
+    letter) is a child of the producer's span, its trace state kept."""
+    error = RuntimeError("card declined")
+    first = consumed([*sent(tracing), ("tracestate", b"vendor=1")])
+    stage = RetryStage("orders", 0, "1s", 1.0, "orders.retry.1s")
+    hop = retry_hop(first, error, attempts=1, group="g", stage=stage).letter
+    retried = message(topic=hop.topic, partition=0, offset=0, headers=hop.headers)
+    letter = final_dead_letter(retried, error, attempts=2, group="g", suffix=".dlq")
+    in_dlq = message(topic=letter.topic, partition=2, offset=3, headers=letter.headers)
+    copy = consumed(replay_headers(DeadLetter.of(in_dlq), letter.topic), offset=42)
+    for delivery in (first, retried, copy):
+        tracing.process(delivery, "g").end()
+
+    spans = by_name(span_exporter)
+    publish = spans["publish orders"]
+    calls = [span for span in span_exporter.get_finished_spans() if span.kind is SpanKind.CONSUMER]
+    assert [span.name for span in calls] == [
+        "process orders",
+        "process orders.retry.1s",
+        "process orders",
+    ]
+    for span in calls:
+        assert span.parent is not None
+        assert span.parent.span_id == publish.context.span_id
+        assert span.context.trace_id == publish.context.trace_id
+        assert dict(span.context.trace_state) == {"vendor": "1"}
+    assert [dict(span.attributes or {}).get("streamkit.replayed_from") for span in calls] == [
+        None,
+        None,
+        "orders.dlq[2]@3",
+    ]
 
 
 def test_a_failed_send_is_an_error_span(
