@@ -11,6 +11,9 @@ import threading
 from collections import Counter
 
 import pytest
+
+pytest.importorskip("opentelemetry.sdk", reason="tracing needs streamkit[otel]")
+
 from confluent_kafka import Message
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
