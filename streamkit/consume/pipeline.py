@@ -163,9 +163,6 @@ class Pipeline:
         self._decode_late = False  # set by run(): the executor decodes
         self._in_callback = False  # inside a rebalance callback: start works later
         self._deferred: list[Work] = []
-        # Partitions let go during the current poll: messages of theirs it returned were
-        # read before the callback (the next owner reads them again), so they are ignored.
-        self._let_go: set[tuple[str, int]] = set()
         self._gate = gate
         self._policy = policy
         self._observer = observer
@@ -310,7 +307,6 @@ class Pipeline:
                 n = self._batch_size if self._inline else min(self._batch_size, room)
                 if probe is not None:
                     n = min(n, probe)
-                self._let_go.clear()
                 messages = take_batch(self.client, min(n, left or n), self._poll_timeout())
                 self.liveness.polled()
                 if messages:
@@ -354,7 +350,6 @@ class Pipeline:
         stopped = self.dependencies.is_down() or not self.breaker.accepting
         if stopped or now - self._waiting_since >= PAUSE_AFTER_S:
             self.backpressure.apply(self.rebalancer.assignment, pause=True)
-            self._let_go.clear()
             self._put_back(self.client.consume(1, 0))  # serves rebalances, keeps membership
             self.liveness.polled()
         if not self.stopping.is_set():
@@ -364,10 +359,7 @@ class Pipeline:
     def _put_back(self, messages: list[Any]) -> None:
         """Messages polled but not taken: rewind to them, so that they are read again."""
         for message in messages:
-            if (
-                message.error() is None
-                and (message.topic(), message.partition()) not in self._let_go
-            ):
+            if message.error() is None:
                 self._rewind(message.topic(), message.partition(), message.offset())
 
     def _rewind(self, topic: str, partition: int, offset: int) -> None:
@@ -390,18 +382,13 @@ class Pipeline:
         taken = 0
         lane = self._lane
         trackers = self.trackers.by_key
-        let_go = self._let_go
         for message in messages:
             if message.error() is not None and not usable_message(message, self.group, self._who):
                 if message.error().code() == KafkaError._MAX_POLL_EXCEEDED:
                     self.liveness.lost()
                 continue
-            topic, partition, offset = message.topic(), message.partition(), message.offset()
-            if let_go and (topic, partition) in let_go:
-                # Polled before a callback of this poll let its partition go: the next
-                # owner (or this member's next assignment of it) reads it from the commit.
-                continue
             taken += 1
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
             tracker = trackers.get((topic, partition)) or self._adopt(topic, partition)
             if tracker.add(offset):
                 self.stats.finished_before += 1
@@ -781,7 +768,6 @@ class Pipeline:
         """Stop working on ``partitions``: drop their waiting works, drain their running
         ones (``commit``: bounded by ``drain_timeout_ms``), commit, forget them."""
         self._in_callback = True
-        self._let_go |= partitions
         try:
             self._drop_waiting(lambda work: work.tracker.key in partitions)
             if self.due is not None:

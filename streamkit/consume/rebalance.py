@@ -11,10 +11,6 @@
 - **lost** (the member was evicted or fenced; the partitions already belong to another
   member): their waiting works are dropped and nothing is committed.
 
-A message the same poll returned before the callback (``take_batch`` polls one, then
-consumes the rest) is ignored, not taken: handling it would commit a partition another
-member owns, possibly below that member's own commit.
-
 Late results of a partition let go (a handler that outlived the drain) never touch the
 offsets of a later assignment of it, though their dedup marks are still written.
 """
