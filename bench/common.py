@@ -43,8 +43,8 @@ HANDLER_WAIT_S = 0.005  # the I/O-bound phase: every handler waits this long
 @dataclass(frozen=True)
 class Timing:
     """Wall and CPU seconds (the whole process: librdkafka's threads too) for the
-    measured ``count`` records; latency runs add samples in ms; ``peak_rss_mb`` is the
-    process's peak resident memory (set by the runner)."""
+    measured ``count`` records, and the process's peak RSS; latency runs add samples in
+    ms; consumers with a dedup store add the store's bytes per remembered id."""
 
     seconds: float
     count: int
@@ -52,7 +52,11 @@ class Timing:
     latencies_ms: tuple[float, ...] = ()
     peak_rss_bytes: int = 0
     bytes_per_id: float | None = None
-    peak_rss_mb: float = 0.0
+
+    @property
+    def peak_rss_mb(self) -> float:
+        """:attr:`peak_rss_bytes` in MiB, one decimal."""
+        return round(self.peak_rss_bytes / 2**20, 1)
 
 
 def peak_rss_bytes() -> int:

@@ -29,7 +29,6 @@ import importlib
 import json
 import multiprocessing
 import os
-import resource
 import statistics
 import sys
 import uuid
@@ -41,7 +40,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a file: make `bench` and `tests` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import HANDLER_WAIT_S, REPO, Env, Timing
+from bench.common import HANDLER_WAIT_S, REPO, Env, Timing, peak_rss_bytes
 
 _C = "bench.contenders."
 # name -> (module, function, keyword arguments)
@@ -98,9 +97,8 @@ def _child(
 ) -> None:
     try:
         result = getattr(importlib.import_module(module), function)(*args, **kwargs)
-        if isinstance(result, Timing):  # ru_maxrss: kilobytes on Linux
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            result = dataclasses.replace(result, peak_rss_mb=round(peak, 1))
+        if isinstance(result, Timing):  # the whole run's peak, not only the measured part
+            result = dataclasses.replace(result, peak_rss_bytes=peak_rss_bytes())
         out.send(result)
     except BaseException as exc:
         out.send(RuntimeError(f"{type(exc).__name__}: {exc}"))

@@ -9,6 +9,7 @@ I/O-bound phase adds a handler that waits (``time.sleep`` in a sync handler, or
 
 from __future__ import annotations
 
+from dataclasses import replace
 from multiprocessing.synchronize import Event as ReadyEvent
 from typing import Any
 
@@ -75,15 +76,18 @@ def consume(
     import tempfile
 
     name = "streamkit" + (f"-{backend}" if backend else "")
+    bytes_per_id = None
     with tempfile.TemporaryDirectory() as directory:
         store = _store(env, backend, directory)
         try:
             run = _consume_async if coroutine else _consume_sync
             clock = run(env, topic, count, warmup, store, concurrency, handler_wait_s)
+            if store is not None:
+                bytes_per_id = store.stats().bytes_per_id
         finally:
             if store is not None:
                 store.close()
-    return clock.timing(name)
+    return replace(clock.timing(name), bytes_per_id=bytes_per_id)
 
 
 def _consume_sync(
