@@ -34,7 +34,7 @@ from streamkit.consume.history import attempt_history
 from streamkit.observability.metrics import StreamkitMetrics
 from streamkit.ops.admin import StreamkitAdmin, TopicSpec
 from streamkit.produce.producer import EventProducer
-from streamkit.serde.events import Event, header_value
+from streamkit.serde.events import Event, header_value, int_header
 from streamkit.settings import StreamkitSettings
 from streamkit.testing.plugin import TopicFactory
 from tests.factories import ORDER_SCHEMA, order
@@ -257,7 +257,10 @@ def test_a_consumer_killed_while_retries_wait_loses_and_repeats_nothing(
 ) -> None:
     events, flaky, poison = 300, 30, 10
     topic = topic_factory(3)
-    settings = retry_topics(streamkit_settings, topic, 3, retry_delays=("1s", "3s"))
+    # The second stage waits long enough that the kill below always lands before any
+    # of its retries is due: a kill during a handler call that already wrote its effect
+    # repeats that call (at-least-once), which is not what this test is about.
+    settings = retry_topics(streamkit_settings, topic, 3, retry_delays=("1s", "10s"))
     keys = [
         f"flaky-{i}" if i % 10 == 3 else f"poison-{i}" if i % 30 == 5 else f"k-{i}"
         for i in range(events)
@@ -268,7 +271,7 @@ def test_a_consumer_killed_while_retries_wait_loses_and_repeats_nothing(
     env = {
         **child_env,
         "STREAMKIT_CONSUMER__GROUP_ID": settings.consumer.group_id or "",
-        "STREAMKIT_CONSUMER__RETRY_DELAYS": "1s,3s",
+        "STREAMKIT_CONSUMER__RETRY_DELAYS": "1s,10s",
         "STREAMKIT_CONSUMER__SESSION_TIMEOUT_MS": "6000",
         "STREAMKIT_DEDUP__URL": f"sqlite:///{tmp_path / 'dedup.db'}",
     }
@@ -288,15 +291,17 @@ def test_a_consumer_killed_while_retries_wait_loses_and_repeats_nothing(
         ids = send_all(producer, topic, keys)
         by_key = dict(zip(keys, ids, strict=True))
         # Every event had its first attempt, and the failing ones their second: all 40
-        # wait in <topic>.retry.3s, due 3 s after that second failure. Kill now.
+        # wait in <topic>.retry.10s, due 10 s after that second failure. Kill now.
         consumers.wait_for(
             lambda: len(_lines(handled_file)) == events - flaky - poison, timeout_s=90
         )
-        second_stage = read_raw(settings, f"{topic}.retry.3s", flaky + poison, timeout_s=60)
+        second_stage = read_raw(settings, f"{topic}.retry.10s", flaky + poison, timeout_s=60)
         assert len(second_stage) == flaky + poison
         first.kill()
         assert first.wait(30) == -signal.SIGKILL
         killed_at = time.monotonic()
+        first_due_ms = min(int_header(m.headers(), "retry-due-at") or 0 for m in second_stage)
+        assert time.time() * 1000 < first_due_ms, "killed after a retry was due: not this test"
 
         start()
         letters = read_raw(settings, f"{topic}.dlq", poison, timeout_s=90)
