@@ -27,7 +27,9 @@ consume, ``EventConsumer.run`` over one topic (written traced, so every record c
 CPU is measured twice: the thread that sends or runs the consumer (``thread``: the
 Python-side cost, where the paths differ) and the whole process (``process``: librdkafka's
 threads too). Rounds alternate the paths; the best round of each counts. Ratios are to
-the dict path of the same run. Results go to ``bench/results/typed.json``.
+the dict path of the same run; the paired ratios are each round's path over that round's
+dict path (run back to back), their median the figure least moved by a shared machine.
+Results go to ``bench/results/typed.json``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
@@ -246,6 +249,10 @@ def main(argv: list[str] | None = None) -> None:
     models = [order.model_validate(record) for record in dicts]
     _freeze()
     best: dict[str, Cost] = {}
+    # Per round, each path's thread CPU over its kind's dict path of the same round: the
+    # paths of one round run back to back, so a ratio of the pair is steadier than a
+    # ratio of two bests taken minutes apart on a shared machine.
+    paired: dict[str, list[float]] = {}
 
     def keep(name: str, cost: Cost) -> None:
         if name not in best or cost.thread_us < best[name].thread_us:
@@ -256,15 +263,20 @@ def main(argv: list[str] | None = None) -> None:
         produce(env, filled, dicts, 0, tracer_provider=_provider())
         for round_ in range(args.rounds):
             topic = _topic(env, "typed-produce")
-            keep("produce dict", produce(env, topic, dicts, args.warmup))
-            keep("produce model", produce(env, topic, models, args.warmup))
-            keep(
-                "produce traced",
-                produce(env, topic, dicts, args.warmup, tracer_provider=_provider()),
-            )
-            keep("consume dict", consume(env, filled, len(dicts)))
-            keep("consume model", consume(env, filled, len(dicts), payload_type=order))
-            keep("consume traced", consume(env, filled, len(dicts), tracer_provider=_provider()))
+            costs = {
+                "produce dict": produce(env, topic, dicts, args.warmup),
+                "produce model": produce(env, topic, models, args.warmup),
+                "produce traced": produce(
+                    env, topic, dicts, args.warmup, tracer_provider=_provider()
+                ),
+                "consume dict": consume(env, filled, len(dicts)),
+                "consume model": consume(env, filled, len(dicts), payload_type=order),
+                "consume traced": consume(env, filled, len(dicts), tracer_provider=_provider()),
+            }
+            for name, cost in costs.items():
+                keep(name, cost)
+                base = costs[f"{name.split()[0]} dict"]
+                paired.setdefault(name, []).append(cost.thread_us / base.thread_us)
             print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
         for name, cost in absent(env, filled, len(dicts), args.warmup, args.rounds).items():
             keep(name, cost)
@@ -279,6 +291,9 @@ def main(argv: list[str] | None = None) -> None:
             "thread_ratio": round(cost.thread_us / base.thread_us, 3),
             "process_ratio": round(cost.process_us / base.process_us, 3),
         }
+        if name in paired:
+            table[name]["paired_thread_ratios"] = [round(r, 3) for r in paired[name]]
+            table[name]["paired_thread_ratio_median"] = round(median(paired[name]), 3)
     table["no-op hooks"] = {
         "produce_us": send_hooks_us,
         "consume_us": consume_hooks_us,
@@ -287,13 +302,22 @@ def main(argv: list[str] | None = None) -> None:
             consume_hooks_us / best["consume dict"].thread_us, 4
         ),
     }
-    print(f"{'path':<16} {'thread µs/ev':>13} {'× dict':>7} {'process µs/ev':>14} {'× dict':>7}")
+    print(
+        f"{'path':<16} {'thread µs/ev':>13} {'× dict':>7} {'process µs/ev':>14} {'× dict':>7}"
+        f"  {'paired × dict (median; each round)':<30}"
+    )
     for name, row in table.items():
         if name == "no-op hooks":
             continue
+        rounds = row.get("paired_thread_ratios")
+        pairs = (
+            f"  {row['paired_thread_ratio_median']:.2f} ({', '.join(f'{r:.2f}' for r in rounds)})"
+            if rounds
+            else ""
+        )
         print(
             f"{name:<16} {row['thread_us']:>13.1f} {row['thread_ratio']:>7.2f}"
-            f" {row['process_us']:>14.1f} {row['process_ratio']:>7.2f}"
+            f" {row['process_us']:>14.1f} {row['process_ratio']:>7.2f}{pairs}"
         )
     hooks = table["no-op hooks"]
     print(

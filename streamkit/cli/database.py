@@ -36,10 +36,12 @@ def outbox_relay(
 ) -> None:
     """Publish committed outbox rows to Kafka until SIGTERM/SIGINT.
 
-    Serves /metrics, /healthz and /readyz when STREAMKIT_METRICS__PORT is set.
+    Serves /metrics, /healthz and /readyz when STREAMKIT_METRICS__PORT is set; exports
+    a span per row over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set.
     """
     from streamkit.observability.http import MetricsServer
     from streamkit.observability.metrics import StreamkitMetrics
+    from streamkit.observability.tracing import configure_from_env
     from streamkit.produce.outbox_relay import OutboxRelay
 
     if on_sent not in (None, "mark", "delete"):
@@ -48,6 +50,9 @@ def outbox_relay(
     settings = settings_or_exit()
     metrics = StreamkitMetrics()
     with exit_on_error(1), ExitStack() as stack:
+        traces = configure_from_env(service_name="streamkit-outbox-relay")
+        if traces is not None:
+            stack.callback(traces.shutdown)  # exports the spans still buffered
         relay = stack.enter_context(
             OutboxRelay(settings=settings, metrics=metrics, on_sent=mode, batch_size=batch_size)
         )

@@ -52,6 +52,9 @@ class _HeaderSetter(Setter[Headers]):
     """Writes propagation fields into a Kafka header list (values as UTF-8 bytes)."""
 
     def set(self, carrier: Headers, key: str, value: str) -> None:
+        # Replaces: a record carries one context (an outbox row's stored one is
+        # superseded by the relay's publish span).
+        carrier[:] = [item for item in carrier if item[0] != key]
         carrier.append((key, value.encode()))
 
 
@@ -69,6 +72,11 @@ class _HeaderGetter(Getter[RawHeaders]):
 
 _SETTER = _HeaderSetter()
 _GETTER = _HeaderGetter()
+
+
+def inject_context(headers: Headers) -> None:
+    """Write the current context into ``headers`` with the global propagator."""
+    propagate.inject(headers, setter=_SETTER)
 
 
 def _key_text(key: str | bytes | None) -> str | None:
@@ -175,14 +183,19 @@ class OtelTracing(Tracing):
             attributes[CLIENT_ID] = self._client_id
         return attributes
 
-    def publish(self, topic: str, key: str | bytes | None, event_id: str) -> PublishSpan:
+    def publish(
+        self, topic: str, key: str | bytes | None, event_id: str, parent: RawHeaders = None
+    ) -> PublishSpan:
         attributes = self._attributes("publish", "send", topic)
         attributes[MESSAGE_ID] = event_id
         text = _key_text(key)
         if text is not None:
             attributes[MESSAGE_KEY] = text
         span = self._tracer.start_span(
-            f"publish {topic}", kind=SpanKind.PRODUCER, attributes=attributes
+            f"publish {topic}",
+            context=self.extract(parent) if parent is not None else None,
+            kind=SpanKind.PRODUCER,
+            attributes=attributes,
         )
         return _OtelPublishSpan(span)
 
@@ -237,6 +250,3 @@ class OtelTracing(Tracing):
             links=links,
         ) as span:
             yield span
-
-    def inject_current(self, headers: Headers) -> None:
-        propagate.inject(headers, setter=_SETTER)

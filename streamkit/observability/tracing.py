@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
-from streamkit.serde.events import HEADER_EVENT_ID, Headers, header_value
+from streamkit.serde.events import HEADER_EVENT_ID, Headers, RawHeaders, header_value
 
 try:
     from opentelemetry import trace
@@ -52,6 +52,7 @@ __all__ = [
     "PublishSpan",
     "Tracing",
     "configure_from_env",
+    "inject_current",
     "log_extra",
     "otel_available",
     "tracing_for",
@@ -146,8 +147,11 @@ class Tracing:
     def __repr__(self) -> str:
         return "Tracing(disabled)"
 
-    def publish(self, topic: str, key: str | bytes | None, event_id: str) -> PublishSpan:
-        """The span of one send (here: one that records nothing)."""
+    def publish(
+        self, topic: str, key: str | bytes | None, event_id: str, parent: RawHeaders = None
+    ) -> PublishSpan:
+        """The span of one send (here: one that records nothing); its parent is the
+        context in ``parent`` headers when given (an outbox row's), else the current one."""
         return _NO_SPAN
 
     def process(self, message: KafkaMessage, group: str) -> ProcessSpan:
@@ -160,12 +164,19 @@ class Tracing:
         """Run a batch handler call in one span linked to every message (here: no span)."""
         return nullcontext()
 
-    def inject_current(self, headers: Headers) -> None:
-        """Append the current context to ``headers`` (transactional outputs, outbox rows)."""
-
 
 NO_TRACING = Tracing()
 """The tracing of clients built without OpenTelemetry: every method does nothing."""
+
+
+def inject_current(headers: Headers) -> None:
+    """Write the current trace context into ``headers`` with the global propagator
+    (nothing when OpenTelemetry is absent or no span is current). An outbox row keeps
+    the context of the code that added it this way, whatever provider recorded it."""
+    if trace is not None:
+        from streamkit.observability.otel import inject_context
+
+        inject_context(headers)
 
 
 def _configured(provider: Any) -> bool:

@@ -32,7 +32,16 @@ Table (``streamkit db migrate`` creates it; so does the relay at start and
 
     id bigint identity, lane smallint, topic text, key bytea, value bytea,
     event_id text, event_type text, event_time bigint (epoch ms),
+    headers jsonb ([[name, text], ...]: the caller's, then the trace context),
     created_at timestamptz, sent_at timestamptz (NULL while pending)
+
+Traces
+------
+
+``add`` stores the current OpenTelemetry context (W3C ``traceparent``/``tracestate``,
+``baggage``) in the row's headers, so an event added inside a handler call stays in
+that call's trace: the relay's ``publish`` span is its child, and the consumer of the
+published record continues it (see :mod:`streamkit.observability.tracing`).
 """
 
 from __future__ import annotations
@@ -52,8 +61,9 @@ from streamkit.client.postgres import (
     table_identifier,
 )
 from streamkit.errors import OutboxError
+from streamkit.observability.tracing import inject_current
 from streamkit.serde.encoders import EventEncoders
-from streamkit.serde.events import Event, EventEncoder
+from streamkit.serde.events import Event, EventEncoder, Headers
 
 if TYPE_CHECKING:
     from psycopg import sql
@@ -65,6 +75,8 @@ __all__ = [
     "Outbox",
     "create_outbox_table",
     "default_encoders",
+    "row_headers",
+    "stored_headers",
 ]
 
 DEFAULT_TABLE = "streamkit_outbox"
@@ -109,6 +121,7 @@ def outbox_statements(table: str) -> dict[str, sql.Composed]:
             " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
             " lane smallint NOT NULL, topic text NOT NULL, key bytea, value bytea NOT NULL,"
             " event_id text NOT NULL, event_type text NOT NULL, event_time bigint NOT NULL,"
+            " headers jsonb,"
             " created_at timestamptz NOT NULL DEFAULT now(), sent_at timestamptz)"
         ).format(t=t),
         # The relay's scan: pending rows in id order, whatever the sent history.
@@ -120,13 +133,26 @@ def outbox_statements(table: str) -> dict[str, sql.Composed]:
         ),
     ]
     insert = sql.SQL(
-        "INSERT INTO {t} (lane, topic, key, value, event_id, event_type, event_time)"
+        "INSERT INTO {t} (lane, topic, key, value, event_id, event_type, event_time, headers)"
         " SELECT %(lane)s, %(topic)s, %(key)s, %(value)s, %(event_id)s, %(event_type)s,"
-        " %(event_time)s FROM wake"
+        " %(event_time)s, %(headers)s FROM wake"
     ).format(t=t)
     wake = sql.SQL("wake AS MATERIALIZED (SELECT pg_notify(%(channel)s, ''))")
     return {
         "schema": schema_block(table, schema),
+        # Tables created before rows carried headers gain the column (`db migrate`).
+        "has_headers": sql.Composed(
+            [
+                sql.SQL(
+                    "SELECT EXISTS (SELECT FROM pg_attribute"
+                    " WHERE attrelid = to_regclass(%(table)s)"
+                    " AND attname = 'headers' AND NOT attisdropped)"
+                )
+            ]
+        ),
+        "add_headers": sql.SQL("ALTER TABLE {t} ADD COLUMN IF NOT EXISTS headers jsonb").format(
+            t=t
+        ),
         # The key's lock is taken before the row's id is drawn (the CTE runs first).
         "add_keyed": sql.SQL(
             "WITH ordered AS MATERIALIZED (SELECT pg_advisory_xact_lock(%(ns)s, %(key_hash)s)),"
@@ -143,7 +169,8 @@ def outbox_statements(table: str) -> dict[str, sql.Composed]:
         ).format(t=t),
         # Read after the locks were taken, so no row another relay just sent is seen.
         "rows": sql.SQL(
-            "SELECT id, lane, topic, key, value, event_id, event_type, event_time FROM {t}"
+            "SELECT id, lane, topic, key, value, event_id, event_type, event_time, headers"
+            " FROM {t}"
             " WHERE sent_at IS NULL AND lane = ANY(%(lanes)s) ORDER BY id LIMIT %(limit)s"
         ).format(t=t),
         "mark": sql.SQL("UPDATE {t} SET sent_at = now() WHERE id = ANY(%(ids)s)").format(t=t),
@@ -168,8 +195,40 @@ def checked_statements(table: str) -> dict[str, sql.Composed]:
 
 
 def create_outbox_table(conn: Any, table: str = DEFAULT_TABLE) -> bool:
-    """Create the outbox table and its indexes unless it exists; True when created."""
-    return ensure_schema(conn, table, checked_statements(table)["schema"])
+    """Create the outbox table and its indexes unless it exists (an existing table
+    gains the columns added since); True when created."""
+    statements = checked_statements(table)
+    created = ensure_schema(conn, table, statements["schema"])
+    if not created:
+        with conn.transaction():
+            found = conn.execute(statements["has_headers"], {"table": table}).fetchone()
+            if not (found and found[0]):
+                conn.execute(statements["add_headers"])
+    return created
+
+
+def stored_headers(headers: Headers) -> list[list[str | None]] | None:
+    """``headers`` as the row's JSON (``[[name, text], ...]``), None when empty.
+
+    Raises:
+        OutboxError: a value is bytes that are not UTF-8 text (JSON cannot keep it).
+    """
+    stored: list[list[str | None]] = []
+    for name, value in headers:
+        if isinstance(value, bytes):
+            try:
+                value = value.decode()
+            except UnicodeDecodeError:
+                raise OutboxError(
+                    f"header {name!r} is not UTF-8 text; outbox rows keep text headers only"
+                ) from None
+        stored.append([name, value])
+    return stored or None
+
+
+def row_headers(stored: list[list[str | None]] | None) -> Headers:
+    """The headers a row's JSON holds, as the producer takes them."""
+    return [(name or "", value) for name, value in stored or ()]
 
 
 _DEFAULT_LOCK = threading.Lock()
@@ -247,6 +306,7 @@ class Outbox:
         event_type: str | None = None,
         event_id: str | None = None,
         timestamp: int | None = None,
+        headers: Headers | None = None,
     ) -> str:
         """Validate and encode an event, and insert it into the caller's transaction.
 
@@ -259,6 +319,8 @@ class Outbox:
             event_id: default: a new UUID4. The relay publishes the row with this id
                 (also when a crash makes it publish the row twice).
             timestamp: epoch milliseconds; default: now.
+            headers: extra headers (text values), published after the envelope headers;
+                the current trace context is added to them.
 
         Returns:
             The event id.
@@ -266,7 +328,8 @@ class Outbox:
         Raises:
             SchemaValidationError: the payload breaks its schema (the field is named);
                 nothing was written.
-            OutboxError: the row could not be inserted (the transaction is aborted).
+            OutboxError: the row could not be inserted (the transaction is aborted), or
+                a header value is not text.
         """
         encoder = (self._encoders or default_encoders()).encoder(topic, schema)
         fields: dict[str, Any] = {"payload": payload, "type": event_type or encoder.short_name}
@@ -276,6 +339,8 @@ class Outbox:
             fields["timestamp"] = timestamp
         event = Event(**fields)
         value = encoder.encode(event)
+        row_extra: Headers = list(headers or ())
+        inject_current(row_extra)
         key_bytes = key.encode() if isinstance(key, str) else key
         params = {
             "channel": self._channel,
@@ -286,6 +351,7 @@ class Outbox:
             "event_id": event.id,
             "event_type": event.type,
             "event_time": event.timestamp,
+            "headers": _json(stored_headers(row_extra)),
         }
         statement = self._sql["add"]
         if key_bytes is not None:
@@ -302,10 +368,19 @@ class Outbox:
         return event.id
 
 
+def _json(value: Any) -> Any:
+    """``value`` as a parameter psycopg sends as ``jsonb`` (None stays NULL)."""
+    if value is None:
+        return None
+    from psycopg.types.json import Jsonb
+
+    return Jsonb(value)
+
+
 def _error(cause: BaseException, what: str) -> OutboxError:
-    missing = type(cause).__name__ == "UndefinedTable"
+    missing = type(cause).__name__ in ("UndefinedTable", "UndefinedColumn")
     hint = (
-        "create the table first: `streamkit db migrate`, or create_outbox_table(conn)"
+        "create or upgrade the table first: `streamkit db migrate`, or create_outbox_table(conn)"
         if missing
         else "check the connection and the database log"
     )

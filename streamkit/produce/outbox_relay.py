@@ -40,6 +40,7 @@ from streamkit.produce.outbox import (
     checked_statements,
     create_outbox_table,
     lock_namespace,
+    row_headers,
 )
 from streamkit.produce.producer import EventProducer
 from streamkit.serde.schemas import SchemaSet
@@ -47,6 +48,7 @@ from streamkit.settings import StreamkitSettings, env_var_name, load_settings
 
 if TYPE_CHECKING:
     import psycopg
+    from opentelemetry.trace import TracerProvider
 
     from streamkit.observability.metrics import OutboxMetrics, StreamkitMetrics
 
@@ -118,6 +120,9 @@ class OutboxRelay:
             ``sent_retention_s``) or ``"delete"``.
         batch_size: most rows one batch publishes.
         poll_interval_s: longest wait between two looks at the table.
+        tracer_provider: records a ``publish`` span per row, the child of the context
+            the row kept (default: the global provider, when one is set); only for the
+            producer the relay makes.
 
     Raises:
         ConfigError: no URL is given or set.
@@ -135,6 +140,7 @@ class OutboxRelay:
         on_sent: Literal["mark", "delete"] | None = None,
         batch_size: int | None = None,
         poll_interval_s: float | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.settings = settings or load_settings()
         options = self.settings.outbox
@@ -174,6 +180,7 @@ class OutboxRelay:
         self._connect()  # fail now, naming the cause, on a wrong URL or password
         self._owns_producer = producer is None
         self._producer_metrics = metrics
+        self._tracer_provider = tracer_provider
         self._producer = producer or self._new_producer()
 
     def __repr__(self) -> str:
@@ -185,6 +192,7 @@ class OutboxRelay:
             schemas=SchemaSet({}),
             metrics=self._producer_metrics,
             config={"enable.idempotence": True},
+            tracer_provider=self._tracer_provider,
         )
 
     def _after_kafka_error(self, exc: KafkaClientError) -> None:
@@ -312,7 +320,7 @@ class OutboxRelay:
         reasons: dict[str, int] = {}
         try:
             for row in rows:
-                _, _, topic, key, value, event_id, event_type, event_time = row
+                _, _, topic, key, value, event_id, event_type, event_time, headers = row
                 future = self._producer.send_encoded(
                     topic,
                     value,
@@ -320,6 +328,9 @@ class OutboxRelay:
                     event_id=event_id,
                     event_type=event_type,
                     timestamp=event_time,
+                    # Always a list: a row without a trace context starts a new trace
+                    # rather than joining whatever the relay's thread has current.
+                    headers=row_headers(headers),
                 )
                 sent.append((row, future))
         except KafkaClientError as exc:

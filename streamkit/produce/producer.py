@@ -33,7 +33,7 @@ from streamkit.client.config import client_config
 from streamkit.client.connect import connect
 from streamkit.client.diagnose import translate_kafka_error
 from streamkit.errors import DeliveryError, KafkaClientError
-from streamkit.observability.tracing import tracing_for
+from streamkit.observability.tracing import PublishSpan, tracing_for
 from streamkit.produce.delivery import DeliveryFuture, DeliveryReport
 from streamkit.serde.encoders import EventEncoders
 from streamkit.serde.events import EventEncoder, Headers, envelope_headers, new_event_id
@@ -265,6 +265,26 @@ class EventProducer:
             value = encoder.encode_record(
                 encoder.record_of(payload, event_type, event_id, timestamp)
             )
+        except BaseException as exc:
+            span.fail(exc)
+            span.end()
+            raise
+        return self._hand_over(span, topic, value, key, event_id, event_type, timestamp, headers)
+
+    def _hand_over(
+        self,
+        span: PublishSpan,
+        topic: str,
+        value: bytes,
+        key: Key,
+        event_id: str,
+        event_type: str,
+        timestamp: int,
+        headers: Headers | None,
+    ) -> DeliveryFuture:
+        """Write the envelope and trace headers and hand the record to librdkafka, in
+        ``span`` (ended here)."""
+        try:
             future = DeliveryFuture(event_id, self._serve)
             all_headers = envelope_headers(event_id, event_type, timestamp, headers)
             span.inject(all_headers)
@@ -290,14 +310,15 @@ class EventProducer:
         """Send a value :meth:`encoder` encoded earlier (e.g. an outbox row); its future.
 
         The envelope headers are written from ``event_id``, ``event_type`` and
-        ``timestamp``, as :meth:`send` writes them.
+        ``timestamp``, as :meth:`send` writes them. Traced, the ``publish`` span's parent
+        is the trace context found in ``headers`` (the one an outbox row kept; none in
+        them: a new trace; ``headers=None``: the current context), and the record
+        carries the span's context instead.
         """
         if self._fatal is not None:
             raise self._fatal
-        future = DeliveryFuture(event_id, self._serve)
-        headers = envelope_headers(event_id, event_type, timestamp, headers)
-        self._produce(topic, value, _key_bytes(key), headers, future)
-        return future
+        span = self._tracing.publish(topic, key, event_id, parent=headers)
+        return self._hand_over(span, topic, value, key, event_id, event_type, timestamp, headers)
 
     async def send_async(
         self,

@@ -19,6 +19,7 @@ from streamkit.consume.consumer import EventConsumer
 from streamkit.consume.dead_letter import dead_letter
 from streamkit.ops.admin import StreamkitAdmin, TopicSpec
 from streamkit.produce.producer import EventProducer
+from streamkit.serde.events import Headers
 from streamkit.serde.registry import SchemaRegistry
 from streamkit.serde.schemas import SchemaSet, load_schemas
 from streamkit.settings import StreamkitSettings
@@ -158,7 +159,7 @@ class FailedMessage:
     def value(self) -> bytes:
         return self.body
 
-    def headers(self) -> list[tuple[str, bytes]]:
+    def headers(self) -> Headers:
         return [("event-id", f"id-{self.seq}".encode())]
 
 

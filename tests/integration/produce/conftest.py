@@ -7,7 +7,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, TopicPartition
 from pydantic import SecretStr
 
 from streamkit.client.config import client_config
-from streamkit.serde.events import HEADER_EVENT_ID, header_value
+from streamkit.serde.events import HEADER_EVENT_ID, header_items, header_value
 from streamkit.settings import StreamkitSettings
 from streamkit.testing.postgres import PostgresEndpoint
 from tests.integration.dedup.conftest import with_param
@@ -52,6 +52,7 @@ class Record:
     key: bytes | None
     event_id: str
     value: bytes
+    headers: dict[str, bytes | None] = field(default_factory=dict)  # the last of each name
 
 
 def read_topic(
@@ -78,8 +79,16 @@ def read_topic(
             assert offset is not None
             event_id = header_value(message.headers(), HEADER_EVENT_ID)
             assert event_id is not None
+            headers = header_items(message.headers())
             records.append(
-                Record(partition, offset, message.key(), event_id.decode(), message.value() or b"")
+                Record(
+                    partition,
+                    offset,
+                    message.key(),
+                    event_id.decode(),
+                    message.value() or b"",
+                    {name: header_value(headers, name) for name, _ in headers},
+                )
             )
             if offset + 1 >= ends[partition]:
                 done.add(partition)

@@ -10,6 +10,7 @@ rolled-back one.
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -20,6 +21,9 @@ from typing import Any
 
 import psycopg
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from streamkit.consume.consumer import EventConsumer
 from streamkit.dedup import MemoryDedupStore
@@ -28,11 +32,14 @@ from streamkit.observability.metrics import StreamkitMetrics
 from streamkit.produce.outbox import Outbox, create_outbox_table
 from streamkit.produce.outbox_relay import OutboxRelay
 from streamkit.produce.producer import EventProducer
-from streamkit.serde.events import Event
+from streamkit.serde.events import Event, header_value
+from streamkit.serde.registry import SchemaRegistry
+from streamkit.serde.schemas import SchemaSet
 from streamkit.settings import StreamkitSettings
 from streamkit.testing.plugin import TopicFactory
 from streamkit.testing.postgres import PostgresEndpoint
-from tests.factories import ORDER_SCHEMA, order
+from tests.factories import ORDER_SCHEMA, PAYMENT_SCHEMA, order, payment
+from tests.integration.conftest import consumer_settings
 from tests.integration.produce.conftest import Record, RelayProcesses, read_topic
 
 PARTITIONS = 6
@@ -403,3 +410,120 @@ def test_two_relays_at_once_lose_nothing_and_keep_key_order(
     # machine the second may find every lane taken), so the split is a figure, not a rule.
     assert sum(published) == 4_000
     assert duplicates == 0
+
+
+def test_a_row_keeps_the_trace_of_the_handler_that_added_it(
+    outbox_settings: StreamkitSettings,
+    postgres_server: PostgresEndpoint,
+    outbox_table: str,
+    producer: EventProducer,
+    schemas: SchemaSet,
+    registry: SchemaRegistry,
+    topic_factory: TopicFactory,
+    tracer_provider: TracerProvider,
+    span_exporter: InMemorySpanExporter,
+) -> None:
+    """Producer → service A (its handler adds an outbox row) → relay → service B: one
+    trace, each span the child of the one before; the row's own headers are published."""
+    orders, payments = topic_factory(1, prefix="outbox-orders"), topic_factory(1)
+    with EventProducer(
+        outbox_settings, schemas=schemas, registry=registry, tracer_provider=tracer_provider
+    ) as origin:
+        origin.send(orders, order(1), key="customer-1", schema=ORDER_SCHEMA).result(30)
+
+    def service_a(event: Event) -> None:
+        with psycopg.connect(postgres_server.url) as conn, conn.transaction():
+            Outbox(conn, encoders=producer, table=outbox_table).add(
+                payments,
+                payment(1),
+                key=event.key,
+                schema=PAYMENT_SCHEMA,
+                headers=[("tenant", b"acme")],
+            )
+
+    with EventConsumer(
+        [orders],
+        service_a,
+        settings=outbox_settings,
+        registry=registry,
+        tracer_provider=tracer_provider,
+    ) as consumer:
+        consumer.run(max_messages=1, handle_signals=False)
+    with OutboxRelay(settings=outbox_settings, tracer_provider=tracer_provider) as relay:
+        assert relay.run(idle_timeout_s=1.0, handle_signals=False).published == 1
+    received: list[Event] = []
+    with EventConsumer(
+        [payments],
+        received.append,
+        settings=consumer_settings(outbox_settings, group_id=f"b-{outbox_table}"),
+        registry=registry,
+        tracer_provider=tracer_provider,
+    ) as service_b:
+        service_b.run(max_messages=1, handle_signals=False)
+
+    spans = {span.name: span for span in span_exporter.get_finished_spans()}
+    names = [f"publish {orders}", f"process {orders}", f"publish {payments}", f"process {payments}"]
+    assert set(names) <= set(spans), sorted(spans)
+    chain = [spans[name] for name in names]
+    assert [span.kind for span in chain] == [SpanKind.PRODUCER, SpanKind.CONSUMER] * 2
+    assert len({span.context.trace_id for span in chain}) == 1
+    for parent, child in itertools.pairwise(chain):
+        assert child.parent is not None
+        assert child.parent.span_id == parent.context.span_id
+    assert header_value(received[0].headers, "tenant") == b"acme"
+    traceparents = [v for k, v in received[0].headers or () if k == "traceparent"]
+    assert len(traceparents) == 1  # the relay's span replaced the row's context
+    print(f"FIGURES outbox trace: spans={len(chain)} traces=1 parent_child_pairs=3")
+
+
+def test_an_untraced_relay_passes_the_rows_context_on(
+    outbox_settings: StreamkitSettings,
+    postgres_server: PostgresEndpoint,
+    outbox_table: str,
+    producer: EventProducer,
+    topic_factory: TopicFactory,
+    tracer_provider: TracerProvider,
+) -> None:
+    """A relay without a tracer provider publishes the context the row kept as it is."""
+    topic = topic_factory(1)
+    tracer = tracer_provider.get_tracer("test")
+    with (
+        tracer.start_as_current_span("adds the row") as span,
+        psycopg.connect(postgres_server.url) as conn,
+        conn.transaction(),
+    ):
+        Outbox(conn, encoders=producer, table=outbox_table).add(
+            topic, order(1), schema=ORDER_SCHEMA
+        )
+    with OutboxRelay(settings=outbox_settings) as relay:
+        relay.run(idle_timeout_s=1.0, handle_signals=False)
+    (record,) = read_topic(outbox_settings, topic, 1)
+    trace_id = f"{span.get_span_context().trace_id:032x}"
+    span_id = f"{span.get_span_context().span_id:016x}"
+    traceparent = record.headers.get("traceparent") or b""
+    assert traceparent.decode().startswith(f"00-{trace_id}-{span_id}-")
+
+
+def test_a_table_from_before_headers_is_upgraded_by_migrate(
+    outbox_settings: StreamkitSettings,
+    postgres_server: PostgresEndpoint,
+    outbox_table: str,
+    producer: EventProducer,
+    topic_factory: TopicFactory,
+) -> None:
+    """Adding to an outbox table without the ``headers`` column fails with the hint to
+    migrate; ``create_outbox_table`` (what ``streamkit db migrate`` runs) adds it."""
+    topic = topic_factory(1)
+    with psycopg.connect(postgres_server.url, autocommit=True) as conn:
+        create_outbox_table(conn, outbox_table)
+        conn.execute(f"ALTER TABLE {outbox_table} DROP COLUMN headers")
+        outbox = Outbox(conn, encoders=producer, table=outbox_table)
+        with pytest.raises(OutboxError, match="streamkit db migrate"):
+            outbox.add(topic, order(1), schema=ORDER_SCHEMA)
+        assert create_outbox_table(conn, outbox_table) is False  # found, then upgraded
+        event_id = outbox.add(topic, order(2), schema=ORDER_SCHEMA, headers=[("h", "v")])
+    with OutboxRelay(settings=outbox_settings) as relay:
+        relay.run(idle_timeout_s=1.0, handle_signals=False)
+    (record,) = read_topic(outbox_settings, topic, 1)
+    assert record.event_id == event_id
+    assert record.headers.get("h") == b"v"

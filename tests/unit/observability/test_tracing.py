@@ -20,7 +20,13 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from streamkit.consume.retry_topics import RetryStage, final_dead_letter, retry_hop
 from streamkit.observability.otel import OtelTracing
-from streamkit.observability.tracing import NO_TRACING, ProcessSpan, log_extra, tracing_for
+from streamkit.observability.tracing import (
+    NO_TRACING,
+    ProcessSpan,
+    inject_current,
+    log_extra,
+    tracing_for,
+)
 from streamkit.ops.dlq.letters import DeadLetter, replay_headers
 from streamkit.serde.events import Headers, envelope_headers, header_value
 from tests.fakes import message
@@ -249,11 +255,48 @@ def test_inject_current_carries_the_consumer_context(
 ) -> None:
     headers: Headers = []
     with current(tracing.process(consumed(sent(tracing)), "g")) as span:
-        tracing.inject_current(headers)
+        inject_current(headers)
     span.end()
     traceparent = header_value(headers, "traceparent")
     assert traceparent is not None
     assert f"-{span.ids()[1]}-" in traceparent.decode()
+
+
+def test_a_publish_parented_on_stored_headers_replaces_their_context(
+    tracing: OtelTracing, span_exporter: InMemorySpanExporter
+) -> None:
+    """What the outbox relay does: the row kept the adding call's context; the relay's
+    span is its child, and the record carries one traceparent, the relay span's."""
+    stored = sent(tracing, event_id="e-0")
+    headers = envelope_headers("e-1", "OrderPlaced", 0, stored)
+    span = tracing.publish("payments", None, "e-1", parent=stored)
+    span.inject(headers)
+    span.end()
+    adding, relaying = span_exporter.get_finished_spans()
+    assert relaying.parent is not None
+    assert relaying.parent.span_id == adding.context.span_id
+    assert [name for name, _ in headers].count("traceparent") == 1
+    assert (
+        f"-{relaying.context.span_id:016x}-"
+        in (header_value(headers, "traceparent") or b"").decode()
+    )
+
+
+def test_a_publish_parented_on_headers_without_context_starts_a_trace(
+    tracing: OtelTracing, span_exporter: InMemorySpanExporter
+) -> None:
+    outer = tracing.process(consumed(sent(tracing)), "g")
+    with current(outer):
+        tracing.publish("payments", None, "e-2", parent=[]).end()
+    outer.end()
+    relaying = by_name(span_exporter)["publish payments"]
+    assert relaying.parent is None
+
+
+def test_inject_current_without_a_current_span_adds_nothing() -> None:
+    headers: Headers = []
+    inject_current(headers)
+    assert header_value(headers, "traceparent") is None
 
 
 def test_without_a_provider_nothing_is_traced_and_no_header_added() -> None:

@@ -7,12 +7,19 @@ import pytest
 pytest.importorskip("psycopg", reason="the outbox needs streamkit[postgres]")
 
 from streamkit.errors import DeliveryError, OutboxError
-from streamkit.produce.outbox import LANES, checked_statements, lane_of, lock_namespace
+from streamkit.produce.outbox import (
+    LANES,
+    checked_statements,
+    lane_of,
+    lock_namespace,
+    row_headers,
+    stored_headers,
+)
 from streamkit.produce.outbox_relay import settle
 
 
 def row(row_id: int, lane: int) -> tuple[object, ...]:
-    return (row_id, lane, "orders", b"k", b"v", f"event-{row_id}", "OrderPlaced", 0)
+    return (row_id, lane, "orders", b"k", b"v", f"event-{row_id}", "OrderPlaced", 0, None)
 
 
 def test_a_key_always_takes_one_lane() -> None:
@@ -44,3 +51,21 @@ def test_a_failed_row_keeps_its_lanes_later_rows_pending() -> None:
 def test_a_bad_table_name_is_refused() -> None:
     with pytest.raises(OutboxError, match="is not an identifier"):
         checked_statements("outbox; drop table x")
+
+
+def test_row_headers_round_trip_through_json_text() -> None:
+    headers = [("traceparent", b"00-ab-cd-01"), ("tenant", "acme"), ("empty", None)]
+    stored = stored_headers(headers)
+    assert stored == [["traceparent", "00-ab-cd-01"], ["tenant", "acme"], ["empty", None]]
+    assert row_headers(stored) == [
+        ("traceparent", "00-ab-cd-01"),
+        ("tenant", "acme"),
+        ("empty", None),
+    ]
+    assert stored_headers([]) is None
+    assert row_headers(None) == []
+
+
+def test_a_binary_header_is_refused_naming_it() -> None:
+    with pytest.raises(OutboxError, match="'blob' is not UTF-8"):
+        stored_headers([("blob", b"\xff\xfe")])
