@@ -10,7 +10,8 @@ record, checks included (``bench/avro_writer.py`` measures the three side by sid
 The generated ``write(datum, out) -> bool`` takes only the common shapes, exactly:
 values of the exact built-in types (``dict``, ``list``, ``str``, ``int``, ``float``,
 ``bool``, ``bytes``, ``None``; for logical types also what fastavro converts, such as
-``datetime``). It answers False, having written a partial record, for anything else:
+``datetime``; for enums also the members of a ``str`` enum, as a pydantic model's dump
+holds them). It answers False, having written a partial record, for anything else:
 another type (a ``Mapping``, a ``numpy`` number, union tuple notation), or a value that
 breaks the schema. The caller then takes fastavro's path, which validates (naming the
 field) and encodes. Whenever ``write`` answers True, its bytes are fastavro's bytes;
@@ -140,16 +141,21 @@ class _Generator(Source):
         return self.write(kind, var)  # {"type": "long"} and the like
 
     def _test(self, schema: Any, var: str) -> list[str]:
-        """Statements that return False unless ``var`` is a value this scalar type writes."""
-        condition = self._accepts(schema, var)
+        """Statements that return False unless ``var`` is a value this scalar type writes
+        (outside a union: there an enum also takes the members of a ``str`` enum)."""
+        condition = self._accepts(schema, var, str_members=True)
         return [f"if not {condition}:", "    return False"]
 
-    def _accepts(self, schema: Any, var: str) -> str:
+    def _accepts(self, schema: Any, var: str, *, str_members: bool = False) -> str:
         """An expression: ``var`` is a value of exact built-in type that ``schema`` takes."""
         schema = self.resolve(schema)
         if isinstance(schema, dict) and schema["type"] in ("enum", "fixed"):
             if schema["type"] == "enum":
-                return f"(type({var}) is str and {var} in {self._symbols(schema)})"
+                # A str enum's members (what a model's dump holds) hash and compare as
+                # their symbol, as fastavro's lookup sees them. Not in a union: fastavro
+                # would write such a member as a string branch listed before the enum.
+                exact = f"isinstance({var}, str)" if str_members else f"type({var}) is str"
+                return f"({exact} and {var} in {self._symbols(schema)})"
             size = int(schema["size"])  # bytearray: what a fixed decimal's preparation returns
             return f"(type({var}) in (bytes, bytearray) and len({var}) == {size})"
         if isinstance(schema, dict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import io
 import uuid
 from datetime import UTC, date, datetime
@@ -130,6 +131,26 @@ def test_the_common_records_take_the_fast_path_with_fastavros_bytes() -> None:
         "day": date(2026, 1, 2),
     }
     assert _taken(converted, EVERY_TYPE) == _fastavro(converted, EVERY_TYPE)
+
+
+class Shade(str, enum.Enum):  # noqa: UP042 - the shape codegen writes
+    """A str enum, as models generated from an Avro enum declare it."""
+
+    RED = "RED"
+    GREEN = "GREEN"
+
+
+def test_str_enum_members_take_the_fast_path_outside_unions() -> None:
+    """A model's dump holds enum members: written as their symbol, fastavro's bytes."""
+    schema = _schema(("c", "Color"), ("cs", {"type": "array", "items": "Color"}))
+    datum = {"four": b"abcd", "color": Shade.GREEN, "c": Shade.RED, "cs": [Shade.GREEN]}
+    assert _taken(datum, schema) == _fastavro(datum, schema)
+    # In a union whose string branch comes first fastavro writes a member as a string:
+    # the fast path leaves it to fastavro.
+    union = SCHEMAS["string before enum"]
+    member = {**_sample("string before enum"), "u": Shade.RED}
+    assert _taken(member, union) is None
+    _agree(member, SCHEMAS["enum before string"])
 
 
 @pytest.mark.parametrize("name", sorted(SCHEMAS))
