@@ -108,8 +108,11 @@ class _Runner:
     def _step(self, work: Work) -> Work | None:
         """Run one sync handler call, report it, return the next work of the slot."""
         _call(self._handler, work, self._timed)
+        # Read before the report: once reported, the poll thread may run the work again
+        # (a retry), and ``work.error`` becomes that call's outcome.
+        succeeded = work.error is None
         self._completions.put(work)
-        return self._dispatcher.finish(work, advance=work.error is None)
+        return self._dispatcher.finish(work, advance=succeeded)
 
 
 class Executor(Protocol):
@@ -325,8 +328,9 @@ class AsyncExecutor(_Runner):
         else:
             _end(work, started, self._timed, None)
         del self._tasks[work]
+        succeeded = work.error is None  # before the report (see _Runner._step)
         self._completions.put(work)
-        following = self._dispatcher.finish(work, advance=work.error is None)
+        following = self._dispatcher.finish(work, advance=succeeded)
         if following is not None:
             # The slot passes on at once; a task of its own keeps each handler's context
             # (contextvars, tracing) its own.

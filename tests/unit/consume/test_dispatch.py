@@ -10,6 +10,7 @@ from collections.abc import Hashable
 import pytest
 
 from streamkit.consume.dispatch import Dispatcher, lane_of
+from streamkit.consume.executors import Completions, ThreadExecutor
 from streamkit.consume.offsets import PartitionTracker
 from streamkit.consume.work import Work
 
@@ -142,3 +143,45 @@ def test_threads_finishing_at_random_keep_every_lane_in_order(slots: int) -> Non
     for offsets in seen.values():
         assert offsets == sorted(offsets)
     assert peak[0] <= slots
+
+
+class _RetriedBeforeFinish(Completions):
+    """The poll thread books a failed call, and its retry succeeds, before the runner
+    that reported the failure has asked the dispatcher for its next work."""
+
+    def put(self, work: Work) -> None:
+        super().put(work)
+        if work.error is not None and work.attempts == 1:
+            work.attempts, work.error = 2, None  # the retry, run meanwhile, succeeded
+
+
+def test_a_runner_frees_the_lane_by_the_outcome_it_reported_not_a_later_one() -> None:
+    dispatcher = Dispatcher(2)
+    first, follower = _work(0, "a"), _work(1, "a")
+    assert dispatcher.submit([first, follower]) == [first]
+    finished: list[bool] = []
+    finish = dispatcher.finish
+
+    def spy(work: Work, *, advance: bool = True) -> Work | None:
+        finished.append(advance)
+        return finish(work, advance=advance)
+
+    dispatcher.finish = spy  # type: ignore[method-assign]
+
+    def handler(work: Work) -> None:
+        if work is first:
+            raise ValueError("fails once")
+
+    executor = ThreadExecutor(
+        handler,
+        dispatcher,
+        _RetriedBeforeFinish(),
+        lambda _work, _seconds: None,
+        name="t",
+        decode=lambda _work: None,
+    )
+    first.event = follower.event = object()  # type: ignore[assignment]
+    executor.start([first])
+    executor.close(5)
+    assert finished == [False], "the failed call keeps its lane for the retry's decision"
+    assert not follower.head
