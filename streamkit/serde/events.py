@@ -212,9 +212,7 @@ class EventEncoder:
         if type(payload) is not dict and isinstance(payload, BaseModel):  # dicts: one test
             # The model's compiled serializer itself (model_dump's defaults): model_dump
             # is a Python wrapper around it, paid for every event.
-            payload = type(payload).__pydantic_serializer__.to_python(
-                payload, mode=self._dump_mode
-            )
+            payload = type(payload).__pydantic_serializer__.to_python(payload, mode=self._dump_mode)
         if not self.envelope:
             return payload
         return {"id": event_id, "timestamp": timestamp, "type": event_type, "payload": payload}
