@@ -163,9 +163,6 @@ class Pipeline:
         self._decode_late = False  # set by run(): the executor decodes
         self._in_callback = False  # inside a rebalance callback: start works later
         self._deferred: list[Work] = []
-        # Partitions let go during the current poll: messages of theirs it returned were
-        # read before the callback (the next owner reads them again), so they are ignored.
-        self._let_go: set[tuple[str, int]] = set()
         self._gate = gate
         self._policy = policy
         self._observer = observer
@@ -310,7 +307,6 @@ class Pipeline:
                 n = self._batch_size if self._inline else min(self._batch_size, room)
                 if probe is not None:
                     n = min(n, probe)
-                self._let_go.clear()
                 messages = take_batch(self.client, min(n, left or n), self._poll_timeout())
                 self.liveness.polled()
                 if messages:
@@ -354,7 +350,6 @@ class Pipeline:
         stopped = self.dependencies.is_down() or not self.breaker.accepting
         if stopped or now - self._waiting_since >= PAUSE_AFTER_S:
             self.backpressure.apply(self.rebalancer.assignment, pause=True)
-            self._let_go.clear()
             self._put_back(self.client.consume(1, 0))  # serves rebalances, keeps membership
             self.liveness.polled()
         if not self.stopping.is_set():
@@ -363,34 +358,9 @@ class Pipeline:
 
     def _put_back(self, messages: list[Any]) -> None:
         """Messages polled but not taken: rewind to them, so that they are read again."""
-        ignored: dict[tuple[str, int], int] = {}
         for message in messages:
             if message.error() is None:
-                key = (message.topic(), message.partition())
-                if key in self._let_go:
-                    ignored.setdefault(key, message.offset())
-                else:
-                    self._rewind(key[0], key[1], message.offset())
-        self._read_again(ignored)
-
-    def _read_again(self, ignored: dict[tuple[str, int], int]) -> None:
-        """After a poll whose callbacks let partitions go: those assigned again in the same
-        poll (an eager rebalance) are read again from where the new assignment starts.
-
-        What the poll returned of them was ignored: some of it may have been read before
-        the revoke, from the old position (taking it would track offsets out of order
-        beside the new fetch from the commit). ``ignored``: the first offset ignored of
-        each partition, the start when no offset was committed (then nothing was read
-        before this assignment either).
-        """
-        for key, first in ignored.items():
-            if key not in self.rebalancer.assignment:
-                continue  # another member's now: it reads them from the commit
-            tracker = self.trackers.by_key.get(key)
-            if tracker is None or tracker.highest is not None:
-                continue
-            start = tracker.committed if tracker.committed is not None else first
-            self._rewind(key[0], key[1], start)
+                self._rewind(message.topic(), message.partition(), message.offset())
 
     def _rewind(self, topic: str, partition: int, offset: int) -> None:
         """Read ``topic[partition]`` again from ``offset``."""
@@ -412,28 +382,18 @@ class Pipeline:
         taken = 0
         lane = self._lane
         trackers = self.trackers.by_key
-        let_go = self._let_go
-        ignored: dict[tuple[str, int], int] = {}
         for message in messages:
             if message.error() is not None and not usable_message(message, self.group, self._who):
                 if message.error().code() == KafkaError._MAX_POLL_EXCEEDED:
                     self.liveness.lost()
                 continue
-            topic, partition, offset = message.topic(), message.partition(), message.offset()
-            if let_go and (topic, partition) in let_go:
-                # Maybe polled before a callback of this poll let its partition go: the
-                # next owner, or this member's new assignment of it, reads it from the
-                # commit (see _read_again).
-                ignored.setdefault((topic, partition), offset)
-                continue
             taken += 1
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
             tracker = trackers.get((topic, partition)) or self._adopt(topic, partition)
             if tracker.add(offset):
                 self.stats.finished_before += 1
                 continue
             works.append(Work(message, tracker, offset, lane(topic, partition, message.key())))
-        if ignored:
-            self._read_again(ignored)
         self.stats.consumed += taken
         self._observer.consumed_batch([work.tracker.topic for work in works])
         if not works:
@@ -808,7 +768,6 @@ class Pipeline:
         """Stop working on ``partitions``: drop their waiting works, drain their running
         ones (``commit``: bounded by ``drain_timeout_ms``), commit, forget them."""
         self._in_callback = True
-        self._let_go |= partitions
         try:
             self._drop_waiting(lambda work: work.tracker.key in partitions)
             if self.due is not None:

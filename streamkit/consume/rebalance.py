@@ -11,13 +11,6 @@
 - **lost** (the member was evicted or fenced; the partitions already belong to another
   member): their waiting works are dropped and nothing is committed.
 
-A message of a partition let go during the poll that returned it (``take_batch`` polls
-one, then consumes the rest, and the callbacks run inside) is ignored, not taken:
-handling it would commit a partition another member owns, possibly below that member's
-own commit. A partition revoked and assigned again in that same poll (eager rebalancing)
-is read again from its new start, the commit: what the poll returned of it may have
-been read from the old position before the revoke.
-
 Late results of a partition let go (a handler that outlived the drain) never touch the
 offsets of a later assignment of it, though their dedup marks are still written.
 """
