@@ -25,6 +25,7 @@ class Liveness:
         self.max_poll_interval_s = max_poll_interval_s
         self.last_poll = time.monotonic()
         self._lost = False
+        self._assigned_at = float("-inf")
 
     def __repr__(self) -> str:
         return f"Liveness(alive={self.alive()}, since_poll_s={self.since_poll_s():.1f})"
@@ -37,13 +38,20 @@ class Liveness:
         """Seconds since the last poll."""
         return time.monotonic() - self.last_poll
 
-    def lost(self) -> None:
-        """The assignment was lost (eviction, fencing)."""
-        self._lost = True
+    def lost(self, reported_by_poll_at: float | None = None) -> None:
+        """The assignment was lost (eviction, fencing).
+
+        ``reported_by_poll_at``: when the poll that returned the report began (an error
+        event). The same poll may already have rejoined the group and served the new
+        assignment's callback: an assignment since then supersedes the report.
+        """
+        if reported_by_poll_at is None or self._assigned_at < reported_by_poll_at:
+            self._lost = True
 
     def assigned(self) -> None:
         """Partitions were assigned: the member is back in its group."""
         self._lost = False
+        self._assigned_at = time.monotonic()
 
     def alive(self) -> bool:
         """Polled within ``max.poll.interval.ms`` and the assignment not lost."""

@@ -163,6 +163,7 @@ class Pipeline:
         self._decode_late = False  # set by run(): the executor decodes
         self._in_callback = False  # inside a rebalance callback: start works later
         self._deferred: list[Work] = []
+        self._poll_started = 0.0  # when the current (or last) poll began
         self._gate = gate
         self._policy = policy
         self._observer = observer
@@ -307,6 +308,7 @@ class Pipeline:
                 n = self._batch_size if self._inline else min(self._batch_size, room)
                 if probe is not None:
                     n = min(n, probe)
+                self._poll_started = time.monotonic()
                 messages = take_batch(self.client, min(n, left or n), self._poll_timeout())
                 self.liveness.polled()
                 if messages:
@@ -350,6 +352,7 @@ class Pipeline:
         stopped = self.dependencies.is_down() or not self.breaker.accepting
         if stopped or now - self._waiting_since >= PAUSE_AFTER_S:
             self.backpressure.apply(self.rebalancer.assignment, pause=True)
+            self._poll_started = time.monotonic()
             self._put_back(self.client.consume(1, 0))  # serves rebalances, keeps membership
             self.liveness.polled()
         if not self.stopping.is_set():
@@ -385,7 +388,7 @@ class Pipeline:
         for message in messages:
             if message.error() is not None and not usable_message(message, self.group, self._who):
                 if message.error().code() == KafkaError._MAX_POLL_EXCEEDED:
-                    self.liveness.lost()
+                    self.liveness.lost(reported_by_poll_at=self._poll_started)
                 continue
             taken += 1
             topic, partition, offset = message.topic(), message.partition(), message.offset()
