@@ -113,7 +113,8 @@ FACES: dict[str, ServiceA] = {
 }
 
 
-def _chain(spans: list[ReadableSpan], *names: str) -> list[ReadableSpan]:
+def span_chain(spans: list[ReadableSpan], *names: str) -> list[ReadableSpan]:
+    """The spans named ``names``, in that order (each must be there)."""
     by_name = {span.name: span for span in spans}
     assert set(names) <= set(by_name), sorted(by_name)
     return [by_name[name] for name in names]
@@ -152,7 +153,7 @@ def test_one_trace_from_producer_through_two_services(
     ) as service_b:
         service_b.run(max_messages=1, handle_signals=False)
 
-    chain = _chain(
+    chain = span_chain(
         list(span_exporter.get_finished_spans()),
         f"publish {orders}",
         f"process {orders}",

@@ -40,6 +40,7 @@ from streamkit.testing.plugin import TopicFactory
 from streamkit.testing.postgres import PostgresEndpoint
 from tests.factories import ORDER_SCHEMA, PAYMENT_SCHEMA, order, payment
 from tests.integration.conftest import consumer_settings
+from tests.integration.observability.test_tracing import span_chain
 from tests.integration.produce.conftest import Record, RelayProcesses, read_topic
 
 PARTITIONS = 6
@@ -461,10 +462,13 @@ def test_a_row_keeps_the_trace_of_the_handler_that_added_it(
     ) as service_b:
         service_b.run(max_messages=1, handle_signals=False)
 
-    spans = {span.name: span for span in span_exporter.get_finished_spans()}
-    names = [f"publish {orders}", f"process {orders}", f"publish {payments}", f"process {payments}"]
-    assert set(names) <= set(spans), sorted(spans)
-    chain = [spans[name] for name in names]
+    chain = span_chain(
+        list(span_exporter.get_finished_spans()),
+        f"publish {orders}",
+        f"process {orders}",
+        f"publish {payments}",
+        f"process {payments}",
+    )
     assert [span.kind for span in chain] == [SpanKind.PRODUCER, SpanKind.CONSUMER] * 2
     assert len({span.context.trace_id for span in chain}) == 1
     for parent, child in itertools.pairwise(chain):
