@@ -14,7 +14,8 @@ executors the wrapped call, which takes the :class:`~streamkit.consume.work.Work
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from streamkit.consume.work import Work
@@ -43,6 +44,21 @@ class HandlerCalls:
     def __repr__(self) -> str:
         return f"HandlerCalls({self._tracing!r})"
 
+    @contextmanager
+    def _span(self, work: Work) -> Iterator[None]:
+        """The message's consumer span, current while the handler runs."""
+        span = self._tracing.process(work.message, self._group)
+        token = span.activate()  # on this thread, or in this task's own context
+        try:
+            yield
+        except BaseException as exc:
+            span.fail(exc)
+            work.span = span  # the pipeline records its decision, then ends it
+            raise
+        finally:
+            span.deactivate(token)
+        span.end()
+
     def sync(self, handler: Callable[[Event[Any]], Any]) -> SyncCall:
         """The call of a sync ``handler``."""
         if not self._tracing.enabled:
@@ -51,21 +67,10 @@ class HandlerCalls:
                 return handler(work.event)  # type: ignore[arg-type]  # dispatched: decoded
 
             return call
-        tracing, group = self._tracing, self._group
 
         def traced(work: Work) -> Any:
-            span = tracing.process(work.message, group)
-            token = span.activate()
-            try:
-                result = handler(work.event)  # type: ignore[arg-type]
-            except BaseException as exc:
-                span.fail(exc)
-                work.span = span  # the pipeline records its decision, then ends it
-                raise
-            finally:
-                span.deactivate(token)
-            span.end()
-            return result
+            with self._span(work):
+                return handler(work.event)  # type: ignore[arg-type]
 
         return traced
 
@@ -77,21 +82,10 @@ class HandlerCalls:
                 return handler(work.event)  # type: ignore[arg-type]
 
             return call
-        tracing, group = self._tracing, self._group
 
         async def traced(work: Work) -> Any:
-            span = tracing.process(work.message, group)
-            token = span.activate()  # in this task's own context
-            try:
-                result = await handler(work.event)  # type: ignore[arg-type]
-            except BaseException as exc:
-                span.fail(exc)
-                work.span = span
-                raise
-            finally:
-                span.deactivate(token)
-            span.end()
-            return result
+            with self._span(work):
+                return await handler(work.event)  # type: ignore[arg-type]
 
         return traced
 
