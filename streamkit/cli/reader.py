@@ -18,10 +18,11 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, Message, TopicPartition
 
+from streamkit.client.closing import Closing
 from streamkit.client.config import client_config
 from streamkit.client.connect import connect
 from streamkit.client.diagnose import kafka_errors
@@ -64,7 +65,7 @@ def parse_start_time(text: str) -> int:
     return int(parsed.timestamp() * 1000)
 
 
-class TopicReader:
+class TopicReader(Closing):
     """Reads and decodes the events of ``topics``, as a group member or as nobody.
 
     Args:
@@ -111,12 +112,6 @@ class TopicReader:
 
     def __repr__(self) -> str:
         return f"TopicReader(topics={self.topics!r}, group={self.group!r})"
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def stop(self) -> None:
         """Make :meth:`messages` return (from another thread or a signal handler)."""

@@ -1,2 +1,2 @@
-"""Settings to librdkafka configuration, the start-up connection check, and the
-diagnosis of librdkafka errors."""
+"""Settings to librdkafka configuration, the start-up connection check, the
+diagnosis of librdkafka errors, and the ``with`` block of every client that closes."""

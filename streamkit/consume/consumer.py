@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from streamkit.client.closing import Closing
 from streamkit.client.config import client_config
 from streamkit.client.connect import connect
 from streamkit.consume.dead_letter import LetterSettled, ProducerSink
@@ -62,7 +62,7 @@ Handler = Callable[[Event[Any]], Any]
 BatchHandler = Callable[[list[Event[Any]]], Any]
 
 
-class EventConsumer:
+class EventConsumer(Closing):
     """Runs a handler over the events of one or more topics, as a group member.
 
     Args:
@@ -202,17 +202,6 @@ class EventConsumer:
             f"concurrency={self.consumer_settings.concurrency}, "
             f"ordering={self.consumer_settings.ordering!r})"
         )
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @property
     def client(self) -> Consumer:

@@ -46,11 +46,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, NamedTuple, Self
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from streamkit.client.closing import Closing
 from streamkit.client.config import client_config
 from streamkit.client.diagnose import translate_kafka_error
 from streamkit.consume.dead_letter import DeadLetter, LetterSettled
@@ -330,7 +330,7 @@ class _TransactionSink:
         pass
 
 
-class TransactionalProcessor:
+class TransactionalProcessor(Closing):
     """Consume, transform and produce with exactly-once effect on the output topics.
 
     Args:
@@ -454,17 +454,6 @@ class TransactionalProcessor:
             f"TransactionalProcessor(group={self.group_id!r}, "
             f"transactional_id={self.transactional_id!r}, topics={self.topics!r})"
         )
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def stop(self) -> None:
         """Ask :meth:`run` to return after the transaction in flight."""

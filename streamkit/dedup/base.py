@@ -45,10 +45,10 @@ import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Protocol, Self, runtime_checkable
+from typing import Protocol, runtime_checkable
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
 
+from streamkit.client.closing import Closing
 from streamkit.client.config import MASK, is_secret_key
 from streamkit.dedup.marks import Retention
 from streamkit.errors import DedupStoreError
@@ -197,7 +197,7 @@ def check_ttl(name: str, value: float) -> float:
     return float(value)
 
 
-class StoreBase:
+class StoreBase(Closing):
     """Shared plumbing of the built-in stores (package-internal).
 
     Owner id, validated TTLs and their retention series, closing, use as a context
@@ -248,17 +248,6 @@ class StoreBase:
             ttl_s=self.ttl_s,
             bucket_s=self.retention.width_ms / 1000,
         )
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def mask_url(url: str) -> str:

@@ -29,8 +29,9 @@ import time
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal
 
+from streamkit.client.closing import Closing
 from streamkit.client.postgres import PostgresURL, import_psycopg, translate_pg_error
 from streamkit.consume.processing import install_stop_signals, restore_signals
 from streamkit.errors import ConfigError, ConfigProblem, KafkaClientError, OutboxError
@@ -104,7 +105,7 @@ def settle(
     return acknowledged, reasons
 
 
-class OutboxRelay:
+class OutboxRelay(Closing):
     """Publishes the committed rows of an outbox table (embed it, or run
     ``streamkit outbox relay``).
 
@@ -202,12 +203,6 @@ class OutboxRelay:
             with suppress(KafkaClientError):
                 self._producer.close(timeout=5)
             self._producer = self._new_producer()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # Connections ----------------------------------------------------------------------
 

@@ -24,11 +24,11 @@ import time
 from collections.abc import Callable, Mapping
 from contextlib import suppress
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from streamkit.client.closing import Closing
 from streamkit.client.config import client_config
 from streamkit.client.connect import connect
 from streamkit.client.diagnose import translate_kafka_error
@@ -67,7 +67,7 @@ def _key_bytes(key: Key) -> bytes | None:
     return key.encode() if isinstance(key, str) else key
 
 
-class EventProducer:
+class EventProducer(Closing):
     """Produces events to Kafka with their schemas enforced.
 
     Args:
@@ -144,17 +144,6 @@ class EventProducer:
             f"EventProducer(bootstrap={self.settings.kafka.bootstrap_servers!r}, "
             f"client_id={self.settings.kafka.client_id!r})"
         )
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @property
     def client(self) -> Producer:

@@ -16,13 +16,14 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any
 from urllib.parse import quote
 
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry import error as registry_error
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
+from streamkit.client.closing import Closing
 from streamkit.client.config import client_config
 from streamkit.errors import (
     ConfigError,
@@ -204,7 +205,7 @@ def registry_errors(action: str, *, subject: str | None = None) -> Iterator[None
         raise
 
 
-class SchemaRegistry:
+class SchemaRegistry(Closing):
     """Registers schemas and resolves ids, caching both directions.
 
     Args:
@@ -251,12 +252,6 @@ class SchemaRegistry:
         close_token_client = getattr(getattr(provider, "client", None), "close", None)
         if callable(close_token_client):
             close_token_client()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     @property
     def client(self) -> SchemaRegistryClient:
