@@ -66,7 +66,7 @@ from streamkit.consume.executors import (
 )
 from streamkit.consume.history import error_type_name
 from streamkit.consume.liveness import Liveness
-from streamkit.consume.offsets import OffsetTrackers, PartitionTracker
+from streamkit.consume.offsets import OffsetTrackers
 from streamkit.consume.parked import Parked
 from streamkit.consume.processing import (
     ConsumerStats,
@@ -361,8 +361,9 @@ class Pipeline:
 
     def _put_back(self, messages: list[Any]) -> None:
         """Messages polled but not taken: rewind to them, so that they are read again."""
+        owned = self.trackers.by_key
         for message in messages:
-            if message.error() is None:
+            if message.error() is None and (message.topic(), message.partition()) in owned:
                 self._rewind(message.topic(), message.partition(), message.offset())
 
     def _rewind(self, topic: str, partition: int, offset: int) -> None:
@@ -390,9 +391,16 @@ class Pipeline:
                 if message.error().code() == KafkaError._MAX_POLL_EXCEEDED:
                     self.liveness.lost(reported_by_poll_at=self._poll_started)
                 continue
-            taken += 1
             topic, partition, offset = message.topic(), message.partition(), message.offset()
-            tracker = trackers.get((topic, partition)) or self._adopt(topic, partition)
+            tracker = trackers.get((topic, partition))
+            if tracker is None:
+                # Read before a rebalance callback of the same poll let its partition go
+                # (a poll serves callbacks between the messages it gathers): another
+                # member reads it from the commit. Taking it would commit a partition
+                # this member no longer owns.
+                self.stats.not_owned += 1
+                continue
+            taken += 1
             if tracker.add(offset):
                 self.stats.finished_before += 1
                 continue
@@ -486,12 +494,6 @@ class Pipeline:
         self._held += len(works)
         if self._held > self.stats.in_flight_peak:
             self.stats.in_flight_peak = self._held
-
-    def _adopt(self, topic: str, partition: int) -> PartitionTracker:
-        # A message of a partition no on_assign announced (it should not happen).
-        tracker = PartitionTracker(topic, partition)
-        self.trackers.add(tracker)
-        return tracker
 
     def _claim(self, works: list[Work]) -> list[Work]:
         """Claim ``works``; unblock the claimed ones, park conflicts; return duplicates

@@ -62,6 +62,9 @@ class ConsumerStats:
     commits: int = 0
     finished_before: int = 0
     """Messages skipped because a previous owner had finished them (commit metadata)."""
+    not_owned: int = 0
+    """Messages ignored because a rebalance callback of the poll that read them let
+    their partition go (the next owner reads them from the commit)."""
     dependency_outages: int = 0
     """Times a dependency (registry, dedup store, dead-letter topic) went down."""
     breaker_trips: int = 0

@@ -11,6 +11,10 @@
 - **lost** (the member was evicted or fenced; the partitions already belong to another
   member): their waiting works are dropped and nothing is committed.
 
+A message of a partition let go by a callback of the poll that read it (a poll serves
+callbacks between the messages it gathers) is ignored (``stats.not_owned``): the next
+owner reads it from the commit.
+
 Late results of a partition let go (a handler that outlived the drain) never touch the
 offsets of a later assignment of it, though their dedup marks are still written.
 """

@@ -107,6 +107,7 @@ def test_a_member_joins_and_leaves_under_load_without_loss_repeat_or_reorder(
         second_joined_and_handled_300_s=round(join_s, 1),
         duplicates_skipped=first.stats.duplicates_skipped + second.stats.duplicates_skipped,
         finished_before=first.stats.finished_before + second.stats.finished_before,
+        not_owned=first.stats.not_owned + second.stats.not_owned,
         rebalances=first.stats.rebalances,
     )
     assert acknowledged <= set(ids), "an acknowledged event was never handled"

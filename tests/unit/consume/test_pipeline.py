@@ -323,3 +323,48 @@ def test_at_concurrency_1_marks_are_written_while_a_long_batch_runs() -> None:
     assert client.polls <= 3
     assert len(completes) >= 3
     assert sum(completes) == 50
+
+
+class RevokeInBatchClient(FakeClient):
+    """Revokes partition 0 inside the ``consume`` that completes a batch whose first
+    message ``poll`` already returned (librdkafka serves rebalance callbacks there)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.revoke_next_consume = False
+        self.revoked_at: dict[tuple[str, int], int] = {}
+
+    def poll(self, timeout: float = -1) -> Any:
+        found = super().poll(timeout)
+        if found is not None and found.partition() == 0 and not self.revoked_at:
+            self.revoke_next_consume = True
+        return found
+
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Any]:
+        if self.revoke_next_consume:
+            self.revoke_next_consume = False
+            self.revoked_at[("t", 0)] = len(self.commits)
+            self.revoke([("t", 0)])
+            self.log[("t", 0)] = []  # the partition is gone: nothing more of it is read
+        return super().consume(num_messages, timeout)
+
+
+def test_a_message_polled_before_its_partition_was_revoked_is_left_to_the_next_owner() -> None:
+    client = RevokeInBatchClient(messages(20, partitions=2, keys=20))
+    handled: list[tuple[int, int]] = []
+    harness = make_harness(
+        client,
+        lambda event: handled.append((event.partition or 0, event.offset or 0)),
+        concurrency=4,
+    )
+    harness.start()
+    harness.wait_for(lambda: len([h for h in handled if h[0] == 1]) == 10)
+    harness.stop()
+    assert client.revoked_at, "the revoke happened inside a batch"
+    assert (0, 0) not in handled, "handled after its partition went to another member"
+    after = client.commits[client.revoked_at[("t", 0)] :]
+    assert not [tp for tps, _ in after for tp in tps if tp.partition == 0], (
+        "committed a partition this member no longer owns"
+    )
+    assert harness.pipeline.trackers.get("t", 0) is None
+    assert harness.pipeline.stats.not_owned == 1
