@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
+from streamkit.consume.retry_topics import retry_topic_name
 from streamkit.observability.metrics import StreamkitMetrics
+from streamkit.settings import ConsumerSettings
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "streamkit.json"
@@ -65,6 +67,18 @@ def test_dashboard_queries_name_only_exported_metrics() -> None:
     families = StreamkitMetrics().metric_names()
     shown = {name for name in families if any(u.startswith(name) for u in used)}
     assert shown == families
+
+
+def test_retry_topics_variable_matches_the_default_retry_topic_names() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    (variable,) = (v for v in dashboard["templating"]["list"] if v["name"] == "retry_topics")
+    # Prometheus anchors a label regex at both ends, as fullmatch does.
+    pattern = re.compile(variable["query"])
+    template = ConsumerSettings.model_fields["retry_topic_template"].default
+    for delay in ("5s", "1m", "10m"):
+        assert pattern.fullmatch(retry_topic_name(template, "orders", delay))
+    assert not pattern.fullmatch("orders")
+    assert not pattern.fullmatch("orders.dlq")
 
 
 @pytest.mark.parametrize(
