@@ -14,12 +14,12 @@ executors the wrapped call, which takes the :class:`~streamkit.consume.work.Work
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
 from typing import Any
 
 from streamkit.consume.work import Work
-from streamkit.observability.tracing import Tracing
+from streamkit.observability.tracing import ProcessSpan, Tracing
 from streamkit.serde.events import Event
 
 __all__ = ["AsyncCall", "BatchCall", "HandlerCalls", "SyncCall"]
@@ -27,6 +27,35 @@ __all__ = ["AsyncCall", "BatchCall", "HandlerCalls", "SyncCall"]
 SyncCall = Callable[[Work], Any]
 AsyncCall = Callable[[Work], Awaitable[Any]]
 BatchCall = Callable[[Sequence[Work]], Any]
+
+
+class _HandlerSpan:
+    """The message's consumer span, current while the handler runs (on its thread, or
+    in its task's own context). A class, not a generator: this is the traced hot path."""
+
+    __slots__ = ("_span", "_token", "_work")
+
+    def __init__(self, tracing: Tracing, group: str, work: Work) -> None:
+        self._span: ProcessSpan = tracing.process(work.message, group)
+        self._work = work
+
+    def __enter__(self) -> None:
+        self._token = self._span.activate()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        span = self._span
+        if exc is not None:
+            span.fail(exc)
+            self._work.span = span  # the pipeline records its decision, then ends it
+            span.deactivate(self._token)
+            return
+        span.deactivate(self._token)
+        span.end()
 
 
 class HandlerCalls:
@@ -44,21 +73,6 @@ class HandlerCalls:
     def __repr__(self) -> str:
         return f"HandlerCalls({self._tracing!r})"
 
-    @contextmanager
-    def _span(self, work: Work) -> Iterator[None]:
-        """The message's consumer span, current while the handler runs."""
-        span = self._tracing.process(work.message, self._group)
-        token = span.activate()  # on this thread, or in this task's own context
-        try:
-            yield
-        except BaseException as exc:
-            span.fail(exc)
-            work.span = span  # the pipeline records its decision, then ends it
-            raise
-        finally:
-            span.deactivate(token)
-        span.end()
-
     def sync(self, handler: Callable[[Event[Any]], Any]) -> SyncCall:
         """The call of a sync ``handler``."""
         if not self._tracing.enabled:
@@ -67,9 +81,10 @@ class HandlerCalls:
                 return handler(work.event)  # type: ignore[arg-type]  # dispatched: decoded
 
             return call
+        tracing, group = self._tracing, self._group
 
         def traced(work: Work) -> Any:
-            with self._span(work):
+            with _HandlerSpan(tracing, group, work):
                 return handler(work.event)  # type: ignore[arg-type]
 
         return traced
@@ -82,9 +97,10 @@ class HandlerCalls:
                 return handler(work.event)  # type: ignore[arg-type]
 
             return call
+        tracing, group = self._tracing, self._group
 
         async def traced(work: Work) -> Any:
-            with self._span(work):
+            with _HandlerSpan(tracing, group, work):
                 return await handler(work.event)  # type: ignore[arg-type]
 
         return traced
