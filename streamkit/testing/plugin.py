@@ -77,8 +77,9 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import pytest
 
@@ -206,6 +207,23 @@ def _test_kit(load: Callable[[], T]) -> T:
     pytest.fail(f"streamkit test kit: {reason}", pytrace=False)  # outside: no chained traceback
 
 
+class _Stoppable(Protocol):
+    def stop(self) -> object: ...
+
+
+S = TypeVar("S", bound=_Stoppable)
+
+
+@contextmanager
+def _running(start: Callable[[], S]) -> Iterator[S]:
+    """Start a test-kit service (failing the test with the reason), then stop it."""
+    service = _test_kit(start)
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
 def _containers() -> Any:
     from streamkit._extras import require
 
@@ -241,11 +259,8 @@ def _streamkit_container_kafka(pytestconfig: pytest.Config) -> Iterator[KafkaEnd
     if existing:
         yield KafkaEndpoint(existing)
         return
-    container: KafkaContainer = _test_kit(lambda: _containers().KafkaContainer().start())
-    try:
+    with _running(lambda: _containers().KafkaContainer().start()) as container:
         yield KafkaEndpoint(container.bootstrap_servers, container)
-    finally:
-        container.stop()
 
 
 @pytest.fixture(scope="session")
@@ -261,24 +276,18 @@ def _streamkit_container_registry(
         # Confluent's registry keeps its schemas in a Kafka topic.
         kafka = request.getfixturevalue("_streamkit_container_kafka")
         kafka_bootstrap = kafka.bootstrap_servers
-    container: RegistryContainer = _test_kit(
+    with _running(
         lambda: _containers().RegistryContainer(kafka_bootstrap=kafka_bootstrap).start()
-    )
-    try:
+    ) as container:
         yield RegistryEndpoint(container.url, container)
-    finally:
-        container.stop()
 
 
 @pytest.fixture(scope="session")
 def _streamkit_mock_kafka() -> Iterator[KafkaEndpoint]:
     from streamkit.testing.mock import MockKafka
 
-    mock: MockKafka = _test_kit(lambda: MockKafka().start())
-    try:
+    with _running(lambda: MockKafka().start()) as mock:
         yield KafkaEndpoint(mock.bootstrap_servers, mock=mock)
-    finally:
-        mock.stop()
 
 
 @pytest.fixture(scope="session")
@@ -403,11 +412,8 @@ def kafka_cluster() -> Iterator[KafkaCluster]:
 
         return KafkaCluster().start()
 
-    cluster = _test_kit(start)
-    try:
+    with _running(start) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(scope="session")
@@ -446,11 +452,8 @@ def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKaf
         tls = make_tls_material(tmp_path_factory.mktemp("streamkit-tls"))
         return SecureKafka(tls).start()
 
-    container = _test_kit(start)
-    try:
+    with _running(start) as container:
         yield container
-    finally:
-        container.stop()
 
 
 @pytest.fixture(scope="session")
@@ -499,11 +502,8 @@ def oauth_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keycloa
         realm_dir = tmp_path_factory.mktemp("streamkit-realm")
         return KeycloakContainer(realm_dir, token_lifespan_s=OAUTH_TOKEN_LIFESPAN_S).start()
 
-    container = _test_kit(start)
-    try:
+    with _running(start) as container:
         yield container
-    finally:
-        container.stop()
 
 
 @pytest.fixture(scope="session")
@@ -520,11 +520,8 @@ def oauth_kafka(
         tls = make_tls_material(tmp_path_factory.mktemp("streamkit-oauth-tls"))
         return OAuthKafka(oauth_provider, tls).start()
 
-    container = _test_kit(start)
-    try:
+    with _running(start) as container:
         yield container
-    finally:
-        container.stop()
 
 
 @pytest.fixture(scope="session")
@@ -538,8 +535,5 @@ def oauth_registry(oauth_provider: KeycloakContainer) -> Iterator[RegistryEndpoi
         registry: RegistryContainer = _containers().RegistryContainer(env=env).start()
         return registry
 
-    container = _test_kit(start)
-    try:
+    with _running(start) as container:
         yield RegistryEndpoint(container.url, container)
-    finally:
-        container.stop()
