@@ -30,7 +30,7 @@ images: install services  ## make sure the Kafka and registry images exist (pull
 	$(PY) -m streamkit.testing.images
 
 test: install services images  ## run the whole suite against real Kafka, registry and Redis
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=30
 
 test-unit: install  ## only the unit tests (no containers)
 	$(PY) -m pytest tests/unit
