@@ -467,7 +467,15 @@ class EventProducer(Closing):
         release = getattr(self._producer, "close", None)  # absent in older confluent-kafka
         if release is not None and not self._idle_server.is_alive():
             self._released = True
-            release()
+            try:
+                release()
+            except KafkaException as exc:
+                if not exc.args[0].fatal():
+                    raise translate_kafka_error(exc.args[0], operation="close") from exc
+                # librdkafka raises its fatal error again as the handle goes; sends,
+                # flush and the futures report it. Raised here it would also replace the
+                # error a `with` block is leaving with.
+                log.debug("producer closed after a fatal error: %s", self._fatal_from(exc))
 
     # Errors -------------------------------------------------------------------------
 

@@ -119,3 +119,29 @@ def test_close_releases_the_librdkafka_handle() -> None:
     with pytest.raises(RuntimeError, match="closed"):
         producer.client.poll(0)
     assert producer.poll(0) == 0  # the face stays safe to call
+
+
+class FatalOnCloseProducer(FatallyRefusedProducer):
+    """As librdkafka may: ``close()`` of the handle raises the fatal error once more."""
+
+    def close(self) -> None:
+        refused = KafkaError(
+            KafkaError.CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed", fatal=True
+        )
+        raise KafkaException(refused)
+
+
+def test_closing_after_a_fatal_error_keeps_the_error_a_with_block_raised(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(streamkit.produce.producer, "Producer", FatalOnCloseProducer)
+    settings = load_settings(
+        kafka={"bootstrap_servers": "127.0.0.1:9", "startup_check_timeout_s": 0},
+        schema_registry={"url": "http://127.0.0.1:9"},
+    )
+    with (
+        pytest.raises(AuthorizationError, match="CLUSTER_AUTHORIZATION_FAILED"),
+        EventProducer(settings, registry=mock_registry(settings)) as producer,
+    ):
+        producer.send("orders", order(1), schema=ORDER_SCHEMA).result(5)
+    producer.close()  # closed once: nothing more to raise
