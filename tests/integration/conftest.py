@@ -27,6 +27,8 @@ from streamkit.testing.plugin import TopicFactory
 from streamkit.testing.security import SecureKafka
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import ReadableSpan
+
     from streamkit.testing.oauth import OAuthKafka
 
 REPO = Path(__file__).resolve().parents[2]
@@ -307,3 +309,10 @@ def oauth_admin(oauth_kafka: OAuthKafka) -> StreamkitAdmin:
     from streamkit.testing.oauth import SUPER_CLIENT
 
     return StreamkitAdmin(oauth_kafka.endpoint("sasl_ssl", client=SUPER_CLIENT).settings())
+
+
+def span_chain(spans: list[ReadableSpan], *names: str) -> list[ReadableSpan]:
+    """The spans named ``names``, in that order (each must be there)."""
+    by_name = {span.name: span for span in spans}
+    assert set(names) <= set(by_name), sorted(by_name)
+    return [by_name[name] for name in names]

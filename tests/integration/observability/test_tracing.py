@@ -33,7 +33,7 @@ from streamkit.serde.schemas import SchemaSet
 from streamkit.settings import StreamkitSettings
 from streamkit.testing.plugin import TopicFactory
 from tests.factories import ORDER_SCHEMA, PAYMENT_SCHEMA, order, payment
-from tests.integration.conftest import ConsumerRunner
+from tests.integration.conftest import ConsumerRunner, span_chain
 from tests.integration.consume.test_retry_topics import retry_topics
 
 ServiceA = Callable[..., None]
@@ -111,13 +111,6 @@ FACES: dict[str, ServiceA] = {
     "async": run_async,
     "processor": run_processor,
 }
-
-
-def span_chain(spans: list[ReadableSpan], *names: str) -> list[ReadableSpan]:
-    """The spans named ``names``, in that order (each must be there)."""
-    by_name = {span.name: span for span in spans}
-    assert set(names) <= set(by_name), sorted(by_name)
-    return [by_name[name] for name in names]
 
 
 @pytest.mark.parametrize("face", list(FACES))

@@ -39,8 +39,7 @@ from streamkit.settings import StreamkitSettings
 from streamkit.testing.plugin import TopicFactory
 from streamkit.testing.postgres import PostgresEndpoint
 from tests.factories import ORDER_SCHEMA, PAYMENT_SCHEMA, order, payment
-from tests.integration.conftest import consumer_settings
-from tests.integration.observability.test_tracing import span_chain
+from tests.integration.conftest import consumer_settings, span_chain
 from tests.integration.produce.conftest import Record, RelayProcesses, read_topic
 
 PARTITIONS = 6
